@@ -1,0 +1,47 @@
+"""aigc_tf: generative AI with Keras 3 and TensorFlow — the course's package.
+
+Models live one family per module (``aigc_tf.gan``, ``aigc_tf.vae``, ...);
+shared pieces live once: :mod:`aigc_tf.config` (run profiles),
+:mod:`aigc_tf.data` (offline-capable loaders), :mod:`aigc_tf.plotting`,
+:mod:`aigc_tf.callbacks`.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+
+__version__ = "0.1.0"
+
+#: Where the course lives. Notebook badges and install cells are generated from
+#: this one constant by ``scripts/sync_notebook_headers.py``: change it here
+#: (for a fork, say) and re-run that script.
+REPO_URL = "https://github.com/aigc-tf/aigc-tf"
+
+
+def set_seed(seed: int, deterministic: bool = True) -> None:
+    """Seed Python, NumPy, TensorFlow and Keras so a run can be repeated.
+
+    Args:
+        seed: a non-negative integer.
+        deterministic: also ask TensorFlow for deterministic kernels
+            (``tf.config.experimental.enable_op_determinism``). On a CPU this
+            makes repeated runs bit-identical; on a GPU some ops get slower,
+            and Keras then stops choosing XLA automatically (``jit_compile="auto"``).
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    import keras
+    import numpy as np
+
+    os.environ["PYTHONHASHSEED"] = str(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+    keras.utils.set_random_seed(seed)  # also seeds TensorFlow's global generator
+    if deterministic:
+        import tensorflow as tf
+
+        tf.config.experimental.enable_op_determinism()
+
+
+__all__ = ["REPO_URL", "__version__", "set_seed"]

@@ -1,0 +1,102 @@
+"""Run profiles: one switch, ``AIGC_PROFILE``, sizes every experiment.
+
+=========  ===========================================================
+profile    meaning
+=========  ===========================================================
+``smoke``  CI and quick checks: tiny data, a few steps, seconds.
+``cpu``    a laptop or 2-core machine: about 10 minutes per notebook,
+           results you can recognise.
+``gpu``    a Colab GPU: full data and full training, best quality.
+=========  ===========================================================
+
+The default is ``gpu`` when TensorFlow sees a GPU, else ``cpu``. Profiles
+change *how much* (data, epochs, steps), never *which code* runs: notebooks
+write ``EPOCHS = pick(smoke=1, cpu=5, gpu=30)`` and call the same functions.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from typing import Any, TypeVar
+
+PROFILES: tuple[str, ...] = ("smoke", "cpu", "gpu")
+PROFILE_ENV = "AIGC_PROFILE"
+
+T = TypeVar("T")
+
+
+def gpu_names() -> list[str]:
+    """Names of the GPUs TensorFlow can see (empty list on a CPU-only machine)."""
+    import tensorflow as tf
+
+    return [d.name for d in tf.config.list_physical_devices("GPU")]
+
+
+def get_profile() -> str:
+    """The active run profile: ``$AIGC_PROFILE`` if set, else ``gpu``/``cpu`` by hardware.
+
+    Raises:
+        ValueError: if ``AIGC_PROFILE`` is set to something other than
+            ``smoke``, ``cpu`` or ``gpu``.
+    """
+    value = os.environ.get(PROFILE_ENV, "").strip().lower()
+    if value:
+        if value not in PROFILES:
+            raise ValueError(
+                f"{PROFILE_ENV}={os.environ[PROFILE_ENV]!r} is not a run profile; "
+                f"expected one of {', '.join(PROFILES)}."
+            )
+        return value
+    return "gpu" if gpu_names() else "cpu"
+
+
+def pick(*, smoke: T, cpu: T, gpu: T, profile: str | None = None) -> T:
+    """Return the value given for the active (or the named) profile.
+
+    Example:
+        >>> pick(smoke=1, cpu=5, gpu=30, profile="cpu")
+        5
+
+    Args:
+        smoke, cpu, gpu: the value to use in each profile.
+        profile: override the active profile (mostly for tests).
+
+    Returns:
+        The value for the profile.
+    """
+    name = profile if profile is not None else get_profile()
+    if name not in PROFILES:
+        raise ValueError(f"profile={name!r}; expected one of {', '.join(PROFILES)}.")
+    return {"smoke": smoke, "cpu": cpu, "gpu": gpu}[name]
+
+
+def describe() -> dict[str, Any]:
+    """Profile, hardware and library versions, for the top of every notebook."""
+    import keras
+    import tensorflow as tf
+
+    try:
+        import tensorflow_datasets as tfds
+
+        tfds_version = tfds.__version__
+    except ImportError:  # pragma: no cover - tfds is a requirement
+        tfds_version = "not installed"
+    return {
+        "profile": get_profile(),
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "tensorflow_datasets": tfds_version,
+        "cpu_cores": os.cpu_count(),
+        "gpus": gpu_names() or ["none"],
+        "machine": f"{platform.system()} {platform.machine()}",
+    }
+
+
+def print_environment() -> None:
+    """Print :func:`describe` as aligned ``key: value`` lines."""
+    for key, value in describe().items():
+        if isinstance(value, list):
+            value = ", ".join(value)
+        print(f"{key:>20}: {value}")
