@@ -1,0 +1,180 @@
+"""Classic autoregression, AR(p): the simplest autoregressive generator.
+
+An AR(p) model predicts the next value of a series as a linear function of the
+``p`` previous values::
+
+    x[t] = c + phi[0] * x[t-1] + phi[1] * x[t-2] + ... + phi[p-1] * x[t-p] + noise
+
+Convention used everywhere in this module (the order matters):
+
+* a *series* or *history* is ordered **oldest → newest** (``history[-1]`` is
+  the most recent value), exactly as the data arrives in time;
+* ``phi[0]`` multiplies the **most recent** value, ``phi[1]`` the one before it,
+  and so on.
+
+Example: with ``c = 30`` and ``phi = (0.5, 0.3)``, if the last value is 110 and
+the one before it 100, the history is ``[..., 100, 110]`` and the prediction is
+``30 + 0.5 * 110 + 0.3 * 100 = 115``.
+
+A character RNN (``aigc_tf.rnn``) keeps the same recipe — predict the next
+element from the past, append it, repeat — but replaces the linear map by a
+neural network and the real-valued prediction by a probability distribution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+__all__ = ["fit_ar", "predict_ar", "forecast_ar", "ar_residuals"]
+
+
+def _as_series(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
+    """Convert ``values`` to a finite 1-D float64 array or raise a clear error."""
+    try:
+        x = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name} must be a 1-D sequence of numbers; got {type(values).__name__}.") from e
+    if x.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (oldest → newest); got shape {x.shape}.")
+    if not np.all(np.isfinite(x)):
+        bad = np.flatnonzero(~np.isfinite(x))
+        raise ValueError(
+            f"{name} contains NaN or infinite values at positions {bad[:10].tolist()}; "
+            "drop or impute them before fitting."
+        )
+    return x
+
+
+def _check_p(p: int) -> int:
+    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 1:
+        raise ValueError(f"p (the AR order) must be an int >= 1; got {p!r}.")
+    return int(p)
+
+
+def _check_params(c: float, phi: Sequence[float] | np.ndarray) -> tuple[float, np.ndarray]:
+    phi = _as_series(phi, "phi")
+    if phi.size < 1:
+        raise ValueError("phi must hold at least one coefficient (p >= 1).")
+    c = float(c)
+    if not np.isfinite(c):
+        raise ValueError(f"c must be finite; got {c}.")
+    return c, phi
+
+
+def _lag_matrix(x: np.ndarray, p: int) -> np.ndarray:
+    """Rows ``[x[t-1], x[t-2], ..., x[t-p]]`` for ``t = p .. len(x)-1``, shape (n-p, p)."""
+    n = len(x)
+    # Column j holds lag j+1: x[p-1-j : n-1-j].
+    return np.stack([x[p - 1 - j : n - 1 - j] for j in range(p)], axis=1)
+
+
+def fit_ar(series: Sequence[float] | np.ndarray, p: int) -> tuple[float, np.ndarray]:
+    """Fit an AR(p) model by ordinary least squares.
+
+    Solves ``min ||X @ [c, phi] - y||²`` where each row of ``X`` is
+    ``[1, x[t-1], ..., x[t-p]]`` and ``y = x[t]``, with ``numpy.linalg.lstsq``.
+
+    Args:
+        series: observed values, shape (n,), ordered oldest → newest.
+        p: the order (number of lags), an int >= 1.
+
+    Returns:
+        ``(c, phi)``: the intercept (float) and the coefficients, shape (p,),
+        ``phi[0]`` multiplying the most recent value.
+
+    Raises:
+        ValueError: if ``p < 1``, the series has NaN/inf, or it is too short:
+            ``n - p`` equations are needed for ``p + 1`` unknowns, so
+            ``n >= 2p + 1``.
+    """
+    p = _check_p(p)
+    x = _as_series(series, "series")
+    if len(x) < 2 * p + 1:
+        raise ValueError(
+            f"series has {len(x)} values; fitting AR({p}) needs at least 2p + 1 = {2 * p + 1} "
+            f"(n - p = {len(x) - p} equations for p + 1 = {p + 1} unknowns)."
+        )
+    X = np.concatenate([np.ones((len(x) - p, 1)), _lag_matrix(x, p)], axis=1)
+    y = x[p:]
+    coef, *_ = np.linalg.lstsq(X, y, rcond=None)
+    return float(coef[0]), coef[1:]
+
+
+def predict_ar(history: Sequence[float] | np.ndarray, c: float, phi: Sequence[float] | np.ndarray) -> float:
+    """One-step prediction ``c + sum_j phi[j] * history[-1 - j]``.
+
+    Args:
+        history: past values, shape (n,) with ``n >= p``, ordered oldest → newest
+            (``history[-1]`` is the most recent value).
+        c: intercept.
+        phi: coefficients, shape (p,); ``phi[0]`` multiplies ``history[-1]``.
+
+    Returns:
+        The predicted next value (float).
+
+    Raises:
+        ValueError: NaN/inf values, or fewer than ``p`` values of history.
+    """
+    c, phi = _check_params(c, phi)
+    x = _as_series(history, "history")
+    p = len(phi)
+    if len(x) < p:
+        raise ValueError(f"history has {len(x)} values; AR({p}) needs at least p = {p}.")
+    recent_first = x[::-1][:p]  # [x[t-1], x[t-2], ..., x[t-p]]
+    return float(c + recent_first @ phi)
+
+
+def forecast_ar(
+    history: Sequence[float] | np.ndarray,
+    c: float,
+    phi: Sequence[float] | np.ndarray,
+    steps: int,
+) -> np.ndarray:
+    """Forecast ``steps`` values by feeding each prediction back as history.
+
+    This is autoregressive generation: the model only ever predicts one step,
+    and its own output becomes the input of the next step.
+
+    Args:
+        history: past values, shape (n,) with ``n >= p``, oldest → newest.
+        c: intercept.
+        phi: coefficients, shape (p,); ``phi[0]`` multiplies the most recent value.
+        steps: number of future values, an int >= 0.
+
+    Returns:
+        The forecasts, shape (steps,), oldest → newest.
+    """
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
+        raise ValueError(f"steps must be an int >= 0; got {steps!r}.")
+    c, phi = _check_params(c, phi)
+    window = list(_as_series(history, "history"))
+    if len(window) < len(phi):
+        raise ValueError(f"history has {len(window)} values; AR({len(phi)}) needs at least p = {len(phi)}.")
+    out = np.empty(int(steps))
+    for i in range(int(steps)):
+        out[i] = predict_ar(window, c, phi)
+        window.append(out[i])
+    return out
+
+
+def ar_residuals(series: Sequence[float] | np.ndarray, c: float, phi: Sequence[float] | np.ndarray) -> np.ndarray:
+    """One-step-ahead residuals ``x[t] - prediction(x[:t])`` for ``t = p .. n-1``.
+
+    For a good fit they look like white noise (no structure left to model).
+
+    Args:
+        series: observed values, shape (n,), oldest → newest, ``n > p``.
+        c: intercept.
+        phi: coefficients, shape (p,).
+
+    Returns:
+        Residuals, shape (n - p,).
+    """
+    c, phi = _check_params(c, phi)
+    x = _as_series(series, "series")
+    p = len(phi)
+    if len(x) <= p:
+        raise ValueError(f"series has {len(x)} values; residuals of AR({p}) need more than p = {p}.")
+    return x[p:] - (c + _lag_matrix(x, p) @ phi)
