@@ -1,0 +1,242 @@
+"""Character-level text: a tokenizer, training windows and the nanoGPT split.
+
+The language-model chapters work on characters: the vocabulary is the set of
+characters in the training text (65 for tiny Shakespeare), an id is the
+character's position in the sorted vocabulary, and a model learns
+``p(next char | previous chars)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "CharTokenizer",
+    "split_input_target",
+    "make_char_dataset",
+    "nanogpt_split",
+    "split_fraction",
+]
+
+
+@keras.saving.register_keras_serializable(package="aigc_tf")
+class CharTokenizer:
+    """Maps characters to integer ids and back.
+
+    The vocabulary is sorted, so the same text always gives the same ids.
+    A tokenizer is a plain Python object with ``get_config``/``from_config``;
+    :class:`aigc_tf.rnn.CharRNN` stores it inside its ``.keras`` file.
+
+    Example:
+        >>> tok = CharTokenizer.from_text("hello")
+        >>> tok.vocab
+        'ehlo'
+        >>> tok.encode("hole").tolist()
+        [1, 3, 2, 0]
+        >>> tok.decode([1, 3, 2, 0])
+        'hole'
+
+    Args:
+        vocab: the characters, each exactly once, in id order.
+    """
+
+    def __init__(self, vocab: str | Iterable[str]):
+        chars = list(vocab)
+        if not chars:
+            raise ValueError("vocab must contain at least one character.")
+        if any(not isinstance(ch, str) or len(ch) != 1 for ch in chars):
+            raise ValueError("vocab must be a string or a sequence of single characters.")
+        if len(set(chars)) != len(chars):
+            dupes = sorted({ch for ch in chars if chars.count(ch) > 1})
+            raise ValueError(f"vocab has repeated characters: {dupes!r}.")
+        self.vocab = "".join(chars)
+        self._char_to_id = {ch: i for i, ch in enumerate(chars)}
+        # Lookup table for decode: np.array of single characters.
+        self._id_to_char = np.array(chars)
+
+    @classmethod
+    def from_text(cls, text: str) -> "CharTokenizer":
+        """Build the vocabulary from every distinct character of ``text`` (sorted)."""
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str; got {type(text).__name__}.")
+        if not text:
+            raise ValueError("text is empty; cannot build a vocabulary.")
+        return cls(sorted(set(text)))
+
+    @property
+    def vocab_size(self) -> int:
+        """Number of distinct characters (= number of ids, = model output size)."""
+        return len(self.vocab)
+
+    def encode(self, text: str) -> np.ndarray:
+        """Characters → ids.
+
+        Args:
+            text: a string whose characters are all in the vocabulary.
+
+        Returns:
+            int32 array, shape (len(text),).
+
+        Raises:
+            ValueError: listing every character that is not in the vocabulary
+                (a typo in a prompt should fail here, not deep inside a model).
+        """
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str; got {type(text).__name__}.")
+        try:
+            return np.fromiter((self._char_to_id[ch] for ch in text), dtype=np.int32, count=len(text))
+        except KeyError:
+            unknown = sorted(set(text) - set(self._char_to_id))
+            raise ValueError(
+                f"text contains {len(unknown)} character(s) not in the vocabulary: {unknown!r}. "
+                f"The vocabulary has {self.vocab_size} characters: {self.vocab!r}."
+            ) from None
+
+    def decode(self, ids) -> str | list[str]:
+        """Ids → characters.
+
+        Args:
+            ids: integers in ``[0, vocab_size)``, shape (T,) or (B, T); a list,
+                NumPy array or tensor.
+
+        Returns:
+            A string for 1-D input, a list of B strings for 2-D input.
+        """
+        arr = np.asarray(ids)
+        if arr.ndim not in (1, 2):
+            raise ValueError(f"ids must be 1-D (T,) or 2-D (B, T); got shape {arr.shape}.")
+        if arr.size and not np.issubdtype(arr.dtype, np.integer):
+            raise TypeError(f"ids must be integers; got dtype {arr.dtype}.")
+        if arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
+            bad = sorted(set(arr[(arr < 0) | (arr >= self.vocab_size)].tolist()))
+            raise ValueError(f"ids {bad[:10]} are outside [0, {self.vocab_size}).")
+        if arr.ndim == 2:
+            return ["".join(self._id_to_char[row].tolist()) for row in arr]
+        return "".join(self._id_to_char[arr].tolist()) if arr.size else ""
+
+    def get_config(self) -> dict:
+        return {"vocab": self.vocab}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "CharTokenizer":
+        return cls(**config)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, CharTokenizer) and other.vocab == self.vocab
+
+    def __hash__(self) -> int:
+        return hash(self.vocab)
+
+    def __repr__(self) -> str:
+        return f"CharTokenizer(vocab_size={self.vocab_size})"
+
+
+def split_input_target(chunk: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    """Next-character targets: inputs ``chunk[..., :-1]``, targets ``chunk[..., 1:]``.
+
+    So ``targets[t] == inputs[t + 1]``: at every position the model sees the
+    characters up to t and must predict character t + 1.
+
+    Args:
+        chunk: ids, shape (..., T + 1).
+
+    Returns:
+        ``(inputs, targets)``, each shape (..., T).
+    """
+    return chunk[..., :-1], chunk[..., 1:]
+
+
+def make_char_dataset(
+    ids: np.ndarray,
+    seq_len: int,
+    batch_size: int,
+    *,
+    stride: int | None = None,
+    shuffle: bool = True,
+    seed: int | None = None,
+    drop_remainder: bool = True,
+) -> tf.data.Dataset:
+    """Cut a long id sequence into ``(inputs, targets)`` training windows.
+
+    Window i covers ``ids[i*stride : i*stride + seq_len + 1]`` and is split by
+    :func:`split_input_target`. With the default ``stride = seq_len``
+    consecutive windows share one character, so every character of the text
+    is a target exactly once per epoch.
+
+    Args:
+        ids: token ids, shape (N,), N >= seq_len + 1.
+        seq_len: characters per training sequence T.
+        batch_size: sequences per batch.
+        stride: step between window starts (default ``seq_len``; smaller
+            values give overlapping windows, more data per epoch).
+        shuffle: shuffle windows each epoch (reproducible with ``seed``).
+        seed: shuffle seed.
+        drop_remainder: drop the last incomplete batch (static shapes, XLA-friendly).
+
+    Returns:
+        A ``tf.data.Dataset`` of ``(inputs, targets)`` int32 pairs,
+        each of shape (batch_size, seq_len).
+    """
+    ids = np.asarray(ids)
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"ids must be a 1-D integer array; got shape {ids.shape}, dtype {ids.dtype}.")
+    for name, value in (("seq_len", seq_len), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1; got {value!r}.")
+    stride = seq_len if stride is None else stride
+    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+        raise ValueError(f"stride must be an int >= 1; got {stride!r}.")
+    if len(ids) < seq_len + 1:
+        raise ValueError(f"ids has {len(ids)} tokens; one window needs seq_len + 1 = {seq_len + 1}.")
+
+    # Window starts computed up front; each element is a slice of one constant
+    # tensor, which is cheaper than tf.data's window() for a 1M-char text.
+    starts = np.arange(0, len(ids) - seq_len, stride, dtype=np.int64)
+    data = tf.constant(ids.astype(np.int32))
+    ds = tf.data.Dataset.from_tensor_slices(starts)
+    if shuffle:
+        ds = ds.shuffle(len(starts), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.map(lambda s: data[s : s + seq_len + 1], num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    return ds.map(split_input_target).prefetch(tf.data.AUTOTUNE)
+
+
+def split_fraction(text: str, train_fraction: float = 0.9) -> tuple[str, str]:
+    """nanoGPT's split: the first ``train_fraction`` of the text vs the rest.
+
+    ``n = int(train_fraction * len(text))``; returns ``(text[:n], text[n:])``.
+    """
+    if not 0.0 < train_fraction < 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1); got {train_fraction!r}.")
+    n = int(train_fraction * len(text))
+    return text[:n], text[n:]
+
+
+def nanogpt_split(
+    name: str = "tiny_shakespeare",
+    load_text: Callable[..., str] | None = None,
+) -> tuple[str, str]:
+    """Training and validation text, split like nanoGPT's character-level Shakespeare.
+
+    TFDS stores tiny Shakespeare as ``train`` / ``validation`` / ``test`` =
+    first 90 % / next 5 % / last 5 % of the file. nanoGPT trains on the first
+    90 % and validates on the last 10 %, so training on ``train`` and validating
+    on ``validation + test`` gives numbers comparable with nanoGPT's.
+
+    Args:
+        name: dataset name for the loader.
+        load_text: ``load_text(name=..., split=...) -> str``; defaults to
+            :func:`aigc_tf.data.load_text` (works offline).
+
+    Returns:
+        ``(train_text, val_text)``.
+    """
+    if load_text is None:
+        from aigc_tf.data import load_text  # imported late: the loader pulls in TFDS
+    train = load_text(name=name, split="train")
+    val = load_text(name=name, split="validation") + load_text(name=name, split="test")
+    return train, val
