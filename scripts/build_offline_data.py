@@ -74,6 +74,21 @@ def gunzip_prefix(src: Path, dst: Path) -> int:
     return len(data)
 
 
+def deterministic_serialization() -> None:
+    """Make TFDS write each tf.train.Example with its feature map in sorted order.
+
+    Protobuf serialises map fields in an order that changes from process to
+    process ("image" before "label" in one run, after it in the next), so
+    without this the records would hold the same data in different bytes.
+    """
+    from tensorflow_datasets.core import example_serializer
+
+    def serialize_example(self, example):
+        return self.get_tf_example(example).SerializeToString(deterministic=True)
+
+    example_serializer.ExampleSerializer.serialize_example = serialize_example
+
+
 def verify_raw(raw: Path) -> None:
     for rel, expected in RAW_FILES.items():
         path = raw / rel
@@ -150,6 +165,7 @@ def checksums(out: Path) -> dict[str, str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    deterministic_serialization()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--raw", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data",
                         help="folder with the raw files (default: ../shared/data)")

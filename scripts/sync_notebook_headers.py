@@ -1,0 +1,117 @@
+#!/usr/bin/env python
+"""Write the standard first and last cells of every notebook in ``notebooks/``.
+
+Each notebook starts with
+
+1. a markdown cell with the "Open in Colab" badge, and
+2. a setup code cell that makes ``aigc_tf`` importable (from a clone's
+   ``notebooks/`` folder, after ``pip install -e .``, or on Colab by cloning
+   ``aigc_tf.REPO_URL`` and installing it), prints the run profile and the
+   hardware, and hints at enabling a GPU when none is visible,
+
+and ends with a cell printing the wall time of the run. The cells are tagged
+``aigc-header`` / ``aigc-footer`` and generated from ``aigc_tf.REPO_URL`` —
+the one place the repository's address lives. Run this script after changing
+it; ``tests/test_notebooks.py`` fails when a notebook is out of date.
+Outputs of a cell whose source did not change are kept.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from aigc_tf import REPO_URL  # noqa: E402
+
+HEADER_TAG = "aigc-header"
+FOOTER_TAG = "aigc-footer"
+
+SETUP_SOURCE = '''\
+# Setup: make `aigc_tf` importable here, in Colab, or after `pip install -e .`
+REPO_URL = "{repo_url}"
+import importlib.util, subprocess, sys
+from pathlib import Path
+
+if importlib.util.find_spec("aigc_tf") is None:
+    if Path("../aigc_tf").is_dir():  # a clone: notebooks/ sits next to the package
+        sys.path.insert(0, str(Path("..").resolve()))
+    else:  # Colab or a bare Jupyter: fetch the course (code + offline data) and install it
+        if not Path("aigc-tf").is_dir():
+            subprocess.run(["git", "clone", "--depth", "1", REPO_URL, "aigc-tf"], check=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "aigc-tf"], check=True)
+        sys.path.insert(0, str(Path("aigc-tf").resolve()))
+
+from aigc_tf.config import gpu_names, pick, print_environment, start_clock
+
+start_clock()
+print_environment()
+if not gpu_names():
+    print("\\nNo GPU visible. On Colab: Runtime > Change runtime type > T4 GPU, then run all again.\\n"
+          "On a laptop this is fine: the 'cpu' profile is sized for about 10 minutes per notebook.")'''
+
+FOOTER_SOURCE = '''\
+from aigc_tf.config import print_wall_time
+
+print_wall_time();'''
+
+
+def colab_url(notebook: Path) -> str:
+    owner_repo = REPO_URL.removeprefix("https://github.com/").rstrip("/")
+    return f"https://colab.research.google.com/github/{owner_repo}/blob/main/notebooks/{notebook.name}"
+
+
+def badge_source(notebook: Path) -> str:
+    return (
+        f'<a href="{colab_url(notebook)}" target="_parent">'
+        '<img src="https://colab.research.google.com/assets/colab-badge.svg" alt="Open In Colab"/></a>'
+    )
+
+
+def expected_cells(notebook: Path) -> tuple[list, list]:
+    """The header cells (badge, setup) and footer cell ``notebook`` must have."""
+    meta = {"tags": [HEADER_TAG]}
+    header = [
+        nbformat.v4.new_markdown_cell(badge_source(notebook), metadata=dict(meta)),
+        nbformat.v4.new_code_cell(SETUP_SOURCE.format(repo_url=REPO_URL), metadata=dict(meta)),
+    ]
+    footer = [nbformat.v4.new_code_cell(FOOTER_SOURCE, metadata={"tags": [FOOTER_TAG]})]
+    return header, footer
+
+
+def _tagged(cell, tag: str) -> bool:
+    return tag in cell.get("metadata", {}).get("tags", [])
+
+
+def _keep_outputs(new_cells, old_cells):
+    """Reuse an old cell (with its outputs) when its source is unchanged."""
+    old_by_source = {c.source: c for c in old_cells}
+    return [old_by_source.get(c.source, c) for c in new_cells]
+
+
+def sync(notebook: Path) -> bool:
+    """Rewrite ``notebook``'s header/footer cells; return True if it changed."""
+    nb = nbformat.read(notebook, as_version=4)
+    header, footer = expected_cells(notebook)
+    old_header = [c for c in nb.cells if _tagged(c, HEADER_TAG)]
+    old_footer = [c for c in nb.cells if _tagged(c, FOOTER_TAG)]
+    body = [c for c in nb.cells if not (_tagged(c, HEADER_TAG) or _tagged(c, FOOTER_TAG))]
+    cells = _keep_outputs(header, old_header) + body + _keep_outputs(footer, old_footer)
+    if [c.source for c in cells] == [c.source for c in nb.cells]:
+        return False
+    nb.cells = cells
+    nbformat.write(nb, notebook)
+    return True
+
+
+def main() -> int:
+    for notebook in sorted((ROOT / "notebooks").glob("[0-9]*.ipynb")):
+        print(("updated " if sync(notebook) else "ok      ") + notebook.name)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
