@@ -13,6 +13,10 @@ import random
 
 __version__ = "0.1.0"
 
+# TensorFlow's C++ start-up logs (CUDA probing on CPU-only machines, CPU
+# feature notes) drown notebook output; set TF_CPP_MIN_LOG_LEVEL=0 to see them.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
 #: Where the course lives. Notebook badges and install cells are generated from
 #: this one constant by ``scripts/sync_notebook_headers.py``: change it here
 #: (for a fork, say) and re-run that script.

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import platform
+import time
 from typing import Any, TypeVar
 
 PROFILES: tuple[str, ...] = ("smoke", "cpu", "gpu")
@@ -26,9 +27,35 @@ PROFILE_ENV = "AIGC_PROFILE"
 T = TypeVar("T")
 
 
+def _import_tensorflow():
+    """Import TensorFlow; with TF_CPP_MIN_LOG_LEVEL=3 also hush its start-up chatter.
+
+    A few CUDA-probing lines are written to the process's stderr before
+    TensorFlow reads its log level; notebooks would carry them as output.
+    """
+    import sys
+
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != "3":
+        import tensorflow as tf
+
+        return tf
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import tensorflow as tf
+
+            tf.config.list_physical_devices("GPU")  # the CUDA probe logs here too
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+    return tf
+
+
 def gpu_names() -> list[str]:
     """Names of the GPUs TensorFlow can see (empty list on a CPU-only machine)."""
-    import tensorflow as tf
+    tf = _import_tensorflow()
 
     return [d.name for d in tf.config.list_physical_devices("GPU")]
 
@@ -73,8 +100,8 @@ def pick(*, smoke: T, cpu: T, gpu: T, profile: str | None = None) -> T:
 
 def describe() -> dict[str, Any]:
     """Profile, hardware and library versions, for the top of every notebook."""
+    tf = _import_tensorflow()
     import keras
-    import tensorflow as tf
 
     try:
         import tensorflow_datasets as tfds
@@ -100,3 +127,21 @@ def print_environment() -> None:
         if isinstance(value, list):
             value = ", ".join(value)
         print(f"{key:>20}: {value}")
+
+
+_CLOCK_START: float | None = None
+
+
+def start_clock() -> None:
+    """Start the wall-time clock that :func:`print_wall_time` reads."""
+    global _CLOCK_START
+    _CLOCK_START = time.perf_counter()
+
+
+def print_wall_time() -> float:
+    """Print and return the seconds since :func:`start_clock` (the notebook's run time)."""
+    if _CLOCK_START is None:
+        raise RuntimeError("start_clock() was not called.")
+    seconds = time.perf_counter() - _CLOCK_START
+    print(f"wall time: {seconds:.0f} s ({seconds / 60:.1f} min) in the '{get_profile()}' profile")
+    return seconds

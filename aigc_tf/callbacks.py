@@ -1,0 +1,87 @@
+"""Keras callbacks shared by the generative chapters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from aigc_tf.plotting import tile_images, to_unit_range
+
+
+class SampleGridCallback(keras.callbacks.Callback):
+    """Record a grid of samples after every ``every`` epochs; write a GIF at the end.
+
+    Use a fixed seed in ``sample_fn`` so each frame shows the *same* latent
+    points: the GIF then shows how the model's mapping improves, not noise.
+
+    Example:
+        >>> cb = SampleGridCallback(lambda m: m.generate(64, seed=0),
+        ...                         value_range=(-1, 1), gif_path="progress.gif")
+        >>> model.fit(ds, epochs=10, callbacks=[cb])  # doctest: +SKIP
+
+    Args:
+        sample_fn: ``sample_fn(model)`` → images ``(n, h, w[, c])``.
+        every: record a frame every ``every`` epochs (the first frame is
+            taken before training, as epoch 0).
+        value_range: the range ``sample_fn`` returns pixels in.
+        ncols: images per row in a frame.
+        gif_path: if given, the GIF written at the end of training.
+        frame_duration: seconds per GIF frame.
+    """
+
+    def __init__(
+        self,
+        sample_fn: Callable[[keras.Model], Any],
+        *,
+        every: int = 1,
+        value_range: tuple[float, float] = (0.0, 1.0),
+        ncols: int | None = None,
+        gif_path: str | Path | None = None,
+        frame_duration: float = 0.5,
+    ):
+        super().__init__()
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every!r}.")
+        self.sample_fn = sample_fn
+        self.every = every
+        self.value_range = value_range
+        self.ncols = ncols
+        self.gif_path = gif_path
+        self.frame_duration = frame_duration
+        self.frames: list[np.ndarray] = []  # uint8 grids
+        self.epochs: list[int] = []
+
+    def _record(self, epoch: int) -> None:
+        images = to_unit_range(np.asarray(self.sample_fn(self.model)), self.value_range)
+        grid = tile_images(images, self.ncols)
+        self.frames.append(np.round(grid * 255).astype(np.uint8))
+        self.epochs.append(epoch)
+
+    def on_train_begin(self, logs=None):
+        if not self.frames:
+            self._record(0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        if (epoch + 1) % self.every == 0:
+            self._record(epoch + 1)
+
+    def on_train_end(self, logs=None):
+        if self.gif_path is not None:
+            self.save_gif(self.gif_path)
+
+    def save_gif(self, path: str | Path) -> Path:
+        """Write the recorded frames as a looping GIF and return its path."""
+        import imageio.v3 as iio
+
+        if not self.frames:
+            raise ValueError("no frames recorded yet: call fit() first.")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Upscale 2x (nearest) so 28-pixel digits stay readable in a browser.
+        frames = [np.kron(f, np.ones((2, 2) + (1,) * (f.ndim - 2), np.uint8)) for f in self.frames]
+        iio.imwrite(path, np.stack(frames), duration=int(self.frame_duration * 1000), loop=0)
+        return path

@@ -1,0 +1,238 @@
+"""Datasets for the course, online or offline, through tensorflow-datasets.
+
+Where the data come from (checked in this order):
+
+1. ``AIGC_DATA_DIR=/path``: a TFDS ``data_dir`` you prepared yourself; read
+   only, nothing is downloaded.
+2. ``AIGC_OFFLINE=1`` (or ``CI=true``): the copies shipped in the repository's
+   ``data/`` folder (MNIST 23,797 train + 10,000 test images, Fashion-MNIST
+   8,517 + 6,978, tiny Shakespeare complete; see ``data/README.md``).
+3. Otherwise TFDS's own cache (``~/tensorflow_datasets``) if the dataset is
+   already there, else TFDS's normal download when its server answers, else
+   the shipped copy (with a note saying so).
+
+Whatever the source, the code that reads is TFDS's ``builder.as_dataset``, the
+same as ``tfds.load``. Anything that cannot be had fails at once with a clear
+error, never with TFDS's minutes-long download retries.
+
+Splits use TFDS's syntax, so profiles can take a slice: ``"train[:2000]"``,
+``"train[:10%]"``, ``"validation+test"``.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+import tensorflow as tf
+
+#: The repository's ``data/`` folder (a TFDS data_dir).
+SHIPPED_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
+
+IMAGE_DATASETS = ("mnist", "fashion_mnist")
+TEXT_DATASETS = ("tiny_shakespeare",)
+
+# The host each TFDS builder downloads from: probed (2 s) before a download so
+# an offline machine falls back at once instead of retrying for minutes.
+_DOWNLOAD_HOSTS = {
+    "mnist": "storage.googleapis.com",
+    "fashion_mnist": "fashion-mnist.s3-website.eu-central-1.amazonaws.com",
+    "tiny_shakespeare": "raw.githubusercontent.com",
+}
+
+# Versions of the shipped copies: read by version so a newer TFDS (whose
+# default version may move on) still finds them.
+SHIPPED_VERSIONS = {"mnist": "3.0.1", "fashion_mnist": "3.0.1", "tiny_shakespeare": "1.0.0"}
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def is_offline() -> bool:
+    """True when ``AIGC_OFFLINE`` or ``CI`` asks for the shipped data only."""
+    return _env_flag("AIGC_OFFLINE") or _env_flag("CI")
+
+
+def _host_reachable(host: str, timeout: float = 2.0) -> bool:
+    try:
+        with socket.create_connection((host, 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _is_prepared(name: str, data_dir: Path) -> bool:
+    """A prepared TFDS folder holds ``<name>/<version>/dataset_info.json``."""
+    return any((data_dir / name).glob("*/dataset_info.json"))
+
+
+def _how_to_get(name: str) -> str:
+    return (
+        f"To get '{name}': run online (TFDS downloads it), or set AIGC_OFFLINE=1 to use the "
+        f"copy shipped in the repository's data/ folder (clone the repository: "
+        f"a pip install without it has no data/), or set AIGC_DATA_DIR to a TFDS data_dir "
+        f"that holds it (rebuild the shipped copy with scripts/build_offline_data.py)."
+    )
+
+
+def data_source(name: str) -> tuple[Path, bool]:
+    """Where ``name`` will be read from: ``(data_dir, download)``.
+
+    Raises:
+        FileNotFoundError: if the chosen source does not hold the dataset and
+            nothing may be downloaded.
+    """
+    import tensorflow_datasets as tfds
+
+    explicit = os.environ.get("AIGC_DATA_DIR")
+    if explicit:
+        data_dir = Path(explicit).expanduser()
+        if not _is_prepared(name, data_dir):
+            raise FileNotFoundError(
+                f"AIGC_DATA_DIR={explicit} has no prepared '{name}' "
+                f"(expected {data_dir / name}/<version>/dataset_info.json). {_how_to_get(name)}"
+            )
+        return data_dir, False
+    if is_offline():
+        if not _is_prepared(name, SHIPPED_DATA_DIR):
+            raise FileNotFoundError(
+                f"offline mode: the shipped copy of '{name}' is missing from "
+                f"{SHIPPED_DATA_DIR / name}. {_how_to_get(name)}"
+            )
+        return SHIPPED_DATA_DIR, False
+    tfds_home = Path(tfds.core.constants.DATA_DIR).expanduser()
+    if _is_prepared(name, tfds_home):
+        return tfds_home, False
+    if _host_reachable(_DOWNLOAD_HOSTS[name]):
+        return tfds_home, True
+    if _is_prepared(name, SHIPPED_DATA_DIR):
+        print(f"[aigc_tf] offline: reading the shipped copy of '{name}' from {SHIPPED_DATA_DIR}")
+        return SHIPPED_DATA_DIR, False
+    raise FileNotFoundError(
+        f"'{name}' is neither downloadable (no network) nor shipped at "
+        f"{SHIPPED_DATA_DIR / name}. {_how_to_get(name)}"
+    )
+
+
+def _builder(name: str, allowed: tuple[str, ...]):
+    """A prepared TFDS builder for ``name`` (downloading it if that is the source)."""
+    import tensorflow_datasets as tfds
+
+    if name not in allowed:
+        raise ValueError(f"name={name!r} is not available; expected one of {', '.join(allowed)}.")
+    data_dir, download = data_source(name)
+    if data_dir == SHIPPED_DATA_DIR:
+        name = f"{name}:{SHIPPED_VERSIONS[name]}"
+    builder = tfds.builder(name, data_dir=os.fspath(data_dir))
+    if download:
+        builder.download_and_prepare()
+    return builder
+
+
+def _check_split(builder, split: str) -> int:
+    """Number of examples in ``split``; a clear ValueError for a bad split or slice."""
+    if not isinstance(split, str):
+        raise TypeError(f"split must be a str such as 'train' or 'train[:1000]', got {split!r}.")
+    try:
+        return builder.info.splits[split].num_examples
+    except (KeyError, ValueError) as err:
+        available = ", ".join(f"{k} ({v.num_examples:,})" for k, v in builder.info.splits.items())
+        raise ValueError(
+            f"split={split!r} is not available for '{builder.name}' in {builder.data_dir}: "
+            f"{err}. Available splits: {available}."
+        ) from None
+
+
+def info(name: str):
+    """TFDS's ``DatasetInfo`` for ``name`` (splits and counts, features, citation)."""
+    return _builder(name, IMAGE_DATASETS + TEXT_DATASETS).info
+
+
+def load_images(
+    name: str,
+    split: str = "train",
+    *,
+    batch_size: int | None = None,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    with_labels: bool = False,
+    shuffle: bool | None = None,
+    seed: int | None = None,
+    drop_remainder: bool = False,
+) -> tf.data.Dataset:
+    """MNIST or Fashion-MNIST as a ready-to-train ``tf.data.Dataset``.
+
+    Args:
+        name: ``"mnist"`` or ``"fashion_mnist"``.
+        split: a TFDS split, e.g. ``"train"``, ``"test"``, ``"train[:5000]"``.
+        batch_size: batch the examples (``None``: single examples).
+        value_range: pixels are scaled linearly from [0, 255] to this range,
+            e.g. ``(-1.0, 1.0)`` for a tanh generator.
+        with_labels: yield ``(image, label)`` with ``label`` an int64 scalar.
+        shuffle: reshuffle every epoch; default: True for splits starting with
+            ``"train"``, False otherwise.
+        seed: shuffle seed, for a repeatable order.
+        drop_remainder: drop a last, smaller batch (static batch shapes for XLA
+            or several replicas).
+
+    Returns:
+        A dataset of float32 images shaped ``(28, 28, 1)`` (or
+        ``(batch, 28, 28, 1)``), cached in memory and prefetched.
+    """
+    if (
+        not isinstance(value_range, (tuple, list))
+        or len(value_range) != 2
+        or not float(value_range[0]) < float(value_range[1])
+    ):
+        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}.")
+    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
+        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}.")
+    builder = _builder(name, IMAGE_DATASETS)
+    num_examples = _check_split(builder, split)
+    if shuffle is None:
+        shuffle = split.startswith("train")
+
+    ds = builder.as_dataset(split=split, as_supervised=True, shuffle_files=False)
+    ds = ds.cache()  # decoded uint8 images: ~0.8 kB each, cheap to keep in memory
+    if shuffle:
+        ds = ds.shuffle(num_examples, seed=seed, reshuffle_each_iteration=True)
+    if batch_size is not None:
+        ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+
+    low, high = float(value_range[0]), float(value_range[1])
+
+    def to_float(image, label):
+        # Divide first: for the default (0, 1) the pixels are exactly uint8 / 255.
+        image = tf.cast(image, tf.float32) / 255.0 * (high - low) + low
+        return (image, label) if with_labels else image
+
+    return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def load_text(name: str = "tiny_shakespeare", split: str = "train") -> str:
+    """The text of a split (or of several: ``"validation+test"``) as one ``str``.
+
+    tiny Shakespeare's TFDS splits are the first 90 % (train), the next 5 %
+    (validation) and the last 5 % (test) of the 1,115,394-character file, so
+    ``"validation+test"`` is exactly nanoGPT's validation text.
+    """
+    builder = _builder(name, TEXT_DATASETS)
+    _check_split(builder, split)
+    ds = builder.as_dataset(split=split, shuffle_files=False)
+    return "".join(example["text"].decode("utf-8") for example in ds.as_numpy_iterator())
+
+
+__all__ = [
+    "IMAGE_DATASETS",
+    "SHIPPED_DATA_DIR",
+    "TEXT_DATASETS",
+    "data_source",
+    "info",
+    "is_offline",
+    "load_images",
+    "load_text",
+]

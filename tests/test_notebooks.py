@@ -1,0 +1,53 @@
+"""Static checks of the committed notebooks (nbval executes them separately)."""
+
+import importlib.util
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9]*.ipynb"))
+
+spec = importlib.util.spec_from_file_location("sync_headers", ROOT / "scripts" / "sync_notebook_headers.py")
+sync_headers = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sync_headers)
+
+
+def test_there_are_notebooks():
+    assert (ROOT / "notebooks" / "00_setup_and_overview.ipynb") in NOTEBOOKS
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_header_and_footer_are_current(path):
+    """Badge, setup cell (with aigc_tf.REPO_URL) and wall-time cell are the generated ones."""
+    import aigc_tf
+
+    nb = nbformat.read(path, as_version=4)
+    header, footer = sync_headers.expected_cells(path)
+    assert [c.source for c in nb.cells[:2]] == [c.source for c in header], "run scripts/sync_notebook_headers.py"
+    assert nb.cells[-1].source == footer[0].source, "run scripts/sync_notebook_headers.py"
+    assert aigc_tf.REPO_URL in nb.cells[1].source and path.name in nb.cells[0].source
+    assert nb.cells[2].cell_type == "markdown" and nb.cells[2].source.startswith("# ")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_committed_outputs_are_a_clean_cpu_run(path):
+    nb = nbformat.read(path, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    counts = [c.execution_count for c in code]
+    assert None not in counts and counts == sorted(counts), "re-run the whole notebook (make notebooks)"
+    outputs = [o for c in code for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    text = "".join(o.get("text", "") for o in code[0].outputs)
+    assert re.search(r"profile: cpu\b", text), "committed outputs must come from the cpu profile"
+    assert "wall time:" in "".join(o.get("text", "") for o in code[-1].outputs)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_model_code_in_notebooks(path):
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not re.search(r"^\s*class \w+\((keras\.)?(Model|layers\.Layer|Layer)\)", cell.source, re.M), cell.source
