@@ -11,6 +11,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 from scipy import stats
 
 from aigc_tf.rnn import CharRNN, bits_per_char, evaluate_loss, perplexity
@@ -242,8 +243,6 @@ def test_evaluate_loss_weights_batches_by_size():
     model = tiny(num_layers=1)
     x = random_ids((5, 6), seed=3)
     y = random_ids((5, 6), seed=4)
-    import tensorflow as tf
-
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(3)  # batches of 3 and 2
     logits = np.asarray(model(x)).astype(np.float64)
     log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
