@@ -419,6 +419,8 @@ def test_values_outside_unit_interval_are_rejected(small_model):
         small_model.log_likelihood(-raw / 255.0, num_samples=2)
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         small_model.evaluate(raw, verbose=0)
+    with pytest.raises(ValueError, match=r"validation_data: pixel values"):
+        small_model.fit(bars(4), validation_data=(raw,), verbose=0)
 
 
 def test_bad_num_samples_and_n(small_model):
