@@ -48,4 +48,11 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
+# Importing the model modules registers their classes with Keras, so that
+# `keras.models.load_model("x.keras")` works after a plain `import aigc_tf`.
+from aigc_tf.config import _import_tensorflow  # noqa: E402
+
+_import_tensorflow()  # first, so TensorFlow's start-up chatter stays quiet
+from aigc_tf import rnn, text, vae  # noqa: E402,F401
+
 __all__ = ["REPO_URL", "__version__", "set_seed"]
