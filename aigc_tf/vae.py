@@ -458,8 +458,9 @@ class VAE(keras.Model):
 
         Args:
             x: ``(N, H, W, C)`` array/tensor in [0, 1] or a ``tf.data.Dataset``.
-            num_samples: k >= 1 (the literature uses 5000; 100-1000 is within a
-                few tenths of a nat for a small VAE).
+            num_samples: k >= 1. Larger k gives a higher (tighter) bound at k
+                decoder passes per image; the IWAE paper reports k = 5000, so
+                quote k next to the number.
             batch_size: images per forward pass (arrays only).
             chunk_size: samples of z decoded per call.
             seed: seed for reproducible noise (``None``: the model's generator).
@@ -621,9 +622,10 @@ def binarize(dataset: tf.data.Dataset, *, seed: int = 0, dynamic: bool = True) -
     """Bernoulli-binarize a dataset of [0, 1] images: pixel = 1 with probability x.
 
     * ``dynamic=True`` (training): a fresh sample of every image each time the
-      dataset is iterated (each epoch), reproducible from ``seed``. The seeds come
-      from ``tf.data.Dataset.random(..., rerandomize_each_iteration=True)`` and feed
-      a stateless op, so runs repeat exactly and epochs differ.
+      dataset is iterated (each epoch). The per-image seeds come from
+      ``tf.data.Dataset.random(seed, rerandomize_each_iteration=True)`` and feed a
+      stateless op, so epochs differ and a run repeats exactly given ``seed`` and
+      TensorFlow's global seed (``keras.utils.set_random_seed`` sets it).
     * ``dynamic=False`` (test set): one fixed sample; element i always gets seed
       ``(seed, i)``, so every iteration, run and machine sees the same binary images.
 
