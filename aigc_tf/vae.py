@@ -112,6 +112,12 @@ class Sampling(keras.layers.Layer):
     The randomness sits in eps only, so gradients flow to mu and log_var.
     eps comes from a ``SeedGenerator`` this layer owns: its state advances on every
     call, inside ``fit`` too (a plain ``seed=int`` would give the same noise every step).
+
+    Under ``MirroredStrategy`` every replica reads the same generator state and
+    would draw the *same* eps for its share of the batch. Passing
+    ``replica_index`` and ``num_replicas`` makes each replica draw the noise of the
+    whole global batch and keep its own rows: the replicas' noise is independent
+    and a step equals the single-device step on the same global batch.
     """
 
     def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
@@ -122,18 +128,25 @@ class Sampling(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs):
+    def call(self, inputs, replica_index=0, num_replicas: int = 1):
         """Args:
             inputs: ``(z_mean, z_log_var)``, each ``(batch, latent_dim)``.
+            replica_index: this replica's number (int or scalar tensor).
+            num_replicas: replicas training in sync (a Python int).
 
         Returns:
             ``(batch, latent_dim)`` sample z.
         """
         z_mean, z_log_var = inputs
         # ops.shape, not .shape: the batch size is unknown (None) while tracing.
-        eps = keras.random.normal(
-            ops.shape(z_mean), dtype=z_mean.dtype, seed=self.seed_generator
-        )
+        batch, latent = ops.shape(z_mean)[0], ops.shape(z_mean)[1]
+        if num_replicas == 1:
+            eps = keras.random.normal((batch, latent), dtype=z_mean.dtype, seed=self.seed_generator)
+        else:
+            eps = keras.random.normal(
+                (batch * num_replicas, latent), dtype=z_mean.dtype, seed=self.seed_generator
+            )
+            eps = ops.slice(eps, (replica_index * batch, 0), (batch, latent))
         return z_mean + ops.exp(0.5 * z_log_var) * eps
 
     def get_config(self) -> dict[str, Any]:
@@ -330,7 +343,8 @@ class VAE(keras.Model):
             ``-log p(x | z)`` summed over pixels and channels, and the closed-form KL.
         """
         z_mean, z_log_var = self.encoder(x, training=training)
-        z = self.sampling((z_mean, z_log_var))
+        replica_index, num_replicas = _replica()
+        z = self.sampling((z_mean, z_log_var), replica_index=replica_index, num_replicas=num_replicas)
         logits = self.decoder(z, training=training)
         reconstruction = -bernoulli_log_likelihood(x, logits)
         kl = kl_divergence(ops.cast(z_mean, "float32"), ops.cast(z_log_var, "float32"))
@@ -677,11 +691,17 @@ def _images_of(data):
     return data
 
 
+def _replica():
+    """``(replica index, number of replicas in sync)``; ``(0, 1)`` without a strategy."""
+    context = tf.distribute.get_replica_context()
+    if context is None:  # cross-replica context: not inside a replica's step
+        return 0, 1
+    return context.replica_id_in_sync_group, context.num_replicas_in_sync
+
+
 def _global_batch_size(x):
     """Local batch size times the number of replicas training in sync."""
-    replicas = tf.distribute.get_replica_context()
-    num = replicas.num_replicas_in_sync if replicas is not None else 1
-    return ops.shape(x)[0] * num
+    return ops.shape(x)[0] * _replica()[1]
 
 
 def _check_image_shape(image_shape) -> tuple[int, int, int]:

@@ -107,6 +107,7 @@ def test_save_load_round_trip_restores_outputs_and_optimizer(tmp_path):
 
 
 def test_mirrored_strategy_step_equals_single_device():
+    # The real model, noise included: both runs draw the same 8 x latent noise matrix.
     out = run_python(
         """
         import json
@@ -123,16 +124,8 @@ def test_mirrored_strategy_step_equals_single_device():
         rng = np.random.default_rng(0)
         x = (rng.random((8, 16, 16, 1)) < 0.3).astype("float32")
 
-        def deterministic(model):
-            # sigma = exp(-15): z = z_mean, so both runs see the same z whatever
-            # noise each replica draws; all the maths of the step is unchanged.
-            head = model.encoder.get_layer("z_log_var")
-            k, b = head.get_weights()
-            head.set_weights([np.zeros_like(k), np.full_like(b, -30.0)])
-
         keras.utils.set_random_seed(1)
         single = VAE(**SMALL, seed=0)
-        deterministic(single)
         start = single.get_weights()
         single.compile(optimizer=keras.optimizers.SGD(0.05))
         h1 = single.fit(x, batch_size=8, epochs=1, shuffle=False, verbose=0).history
@@ -146,21 +139,33 @@ def test_mirrored_strategy_step_equals_single_device():
         diff = max(float(np.abs(a - b).max()) for a, b in zip(single.get_weights(), mirrored.get_weights()))
         moved = max(float(np.abs(a - b).max()) for a, b in zip(start, single.get_weights()))
 
-        # And the real, noisy model trains with Adam under the strategy.
+        # Each replica keeps its own rows of the global noise: the two halves differ.
+        @tf.function
+        def draw():
+            def fn():
+                ctx = tf.distribute.get_replica_context()
+                zeros = tf.zeros((4, 3))
+                return mirrored.sampling((zeros, zeros), replica_index=ctx.replica_id_in_sync_group, num_replicas=2)
+            return strategy.run(fn)
+        halves = [np.asarray(t) for t in strategy.experimental_local_results(draw())]
+
+        # Adam (slot variables) and several steps under the strategy.
         with strategy.scope():
-            noisy = VAE(**SMALL, seed=0)
-            noisy.compile(optimizer=keras.optimizers.Adam(1e-3))
-        h3 = noisy.fit(x, batch_size=4, epochs=2, verbose=0).history
+            adam = VAE(**SMALL, seed=0)
+            adam.compile(optimizer=keras.optimizers.Adam(1e-3))
+        h3 = adam.fit(x, batch_size=4, epochs=2, verbose=0).history
         print(json.dumps({
             "replicas": strategy.num_replicas_in_sync, "diff": diff, "moved": moved,
             "h1": h1, "h2": h2, "h3_finite": bool(all(np.isfinite(v).all() for v in h3.values())),
-            "h3_keys": sorted(h3),
+            "h3_keys": sorted(h3), "halves_differ": bool(not np.allclose(halves[0], halves[1])),
         }))
         """
     )
     assert out["replicas"] == 2
     assert out["moved"] > 1e-3  # the step did something
-    assert out["diff"] < 1e-5  # sum / global batch: same update as one device
+    # Sum / global batch and per-replica noise rows: the same update as one device.
+    assert out["diff"] < 1e-5
+    assert out["halves_differ"]
     for key in ("loss", "reconstruction_loss", "kl_loss"):  # trackers unscaled
         assert out["h2"][key][0] == pytest.approx(out["h1"][key][0], rel=1e-5)
     assert out["h3_finite"] and out["h3_keys"] == ["kl_loss", "loss", "reconstruction_loss"]
