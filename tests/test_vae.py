@@ -251,6 +251,10 @@ def test_generate_and_reconstruct_are_probabilities(trained):
     assert not np.allclose(samples, model.generate(5, seed=1))
     mean, log_var = model.encode(x)
     assert mean.shape == log_var.shape == (16, 4)
+    # A dataset of (images, labels) batches gives the same numbers as the array.
+    ds = tf.data.Dataset.from_tensor_slices((x, np.arange(16))).batch(16)
+    np.testing.assert_allclose(model.elbo(ds, seed=0), model.elbo(x, seed=0), rtol=1e-6)
+    np.testing.assert_allclose(model.encode(ds)[0], mean, rtol=1e-6)
 
 
 def test_seeded_runs_repeat_and_different_seeds_differ():
