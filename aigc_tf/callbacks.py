@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -85,3 +87,67 @@ class SampleGridCallback(keras.callbacks.Callback):
         frames = [np.kron(f, np.ones((2, 2) + (1,) * (f.ndim - 2), np.uint8)) for f in self.frames]
         iio.imwrite(path, np.stack(frames), duration=int(self.frame_duration * 1000), loop=0)
         return path
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Train for a wall-clock budget instead of a number of epochs.
+
+    With ``peak_lr`` it also sets the learning rate before every step along a
+    cosine over the *time* used, :math:`\\eta(s) = \\eta_{max}(f + (1-f)\\tfrac12(1+\\cos \\pi s))`
+    with ``s`` the fraction of the budget spent and ``f = final_fraction``, so
+    a run ends at a small learning rate whatever the machine's speed — the fair
+    way to compare models "at equal wall time". Pair it with
+    ``fit(..., epochs=<large>, steps_per_epoch=<a round>)``.
+
+    At every epoch end it records ``seconds``, ``step`` (optimizer iterations)
+    and the epoch logs in :attr:`log` (a dict of lists) and, with ``verbose``,
+    prints them.
+
+    Args:
+        seconds: the training budget.
+        peak_lr: the learning rate at the start (``None``: leave it alone).
+        final_fraction: the learning rate at the end, as a fraction of ``peak_lr``.
+        verbose: print one line per epoch.
+    """
+
+    def __init__(self, seconds: float, peak_lr: float | None = None, final_fraction: float = 0.05, verbose: bool = True):
+        super().__init__()
+        if not seconds > 0:
+            raise ValueError(f"seconds must be > 0, got {seconds!r}.")
+        if not 0.0 <= final_fraction <= 1.0:
+            raise ValueError(f"final_fraction must be in [0, 1], got {final_fraction!r}.")
+        self.seconds = float(seconds)
+        self.peak_lr = peak_lr
+        self.final_fraction = final_fraction
+        self.verbose = verbose
+        self.log: dict[str, list[float]] = {}
+        self.start: float | None = None
+
+    def learning_rate(self, progress: float) -> float:
+        """The scheduled learning rate after ``progress`` (0..1) of the budget."""
+        progress = min(max(progress, 0.0), 1.0)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.peak_lr * (self.final_fraction + (1.0 - self.final_fraction) * cosine)
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.peak_lr is not None:
+            self.model.optimizer.learning_rate.assign(self.learning_rate(self.elapsed() / self.seconds))
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.elapsed() > self.seconds:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        record = {"seconds": self.elapsed(), "step": int(self.model.optimizer.iterations.numpy())}
+        record.update({k: float(v) for k, v in (logs or {}).items()})
+        for key, value in record.items():
+            self.log.setdefault(key, []).append(value)
+        if self.verbose:
+            metrics = "  ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in ("seconds", "step", "learning_rate"))
+            print(f"{record['seconds']:6.0f} s  step {record['step']:6d}  {metrics}", flush=True)

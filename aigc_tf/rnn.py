@@ -350,12 +350,19 @@ def evaluate_loss(model: keras.Model, dataset: tf.data.Dataset) -> dict[str, flo
     Returns:
         ``{"loss": nats/char, "bits_per_char": ..., "perplexity": ...}``.
     """
-    total, count = 0.0, 0
-    for inputs, targets in dataset:
+
+    # Compiled once per batch shape: eagerly, the forward pass is ~10x slower.
+    @tf.function(reduce_retracing=True)
+    def batch_loss(inputs, targets):
         logits = model(inputs, training=False)
         losses = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)
-        total += float(ops.sum(losses))
-        count += int(np.prod(losses.shape))
+        return ops.sum(losses), ops.size(losses)
+
+    total, count = 0.0, 0
+    for inputs, targets in dataset:
+        batch_total, batch_count = batch_loss(inputs, targets)
+        total += float(batch_total)
+        count += int(batch_count)
     if count == 0:
         raise ValueError("dataset is empty; nothing to evaluate.")
     loss = total / count

@@ -35,6 +35,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from aigc_tf.callbacks import TimeBudget  # noqa: E402
 from aigc_tf.config import get_profile, pick  # noqa: E402
 from aigc_tf.rnn import CharRNN, evaluate_loss  # noqa: E402
 from aigc_tf.text import CharTokenizer, make_char_dataset, nanogpt_split  # noqa: E402
@@ -133,32 +134,7 @@ def bench_throughput(profile: str, steps: int = 20, batch: int = 64, seq_len: in
     return rows
 
 
-class TimeBudget(keras.callbacks.Callback):
-    """Stop after ``seconds``, with a cosine learning-rate decay over that time.
 
-    Decaying over *time* rather than steps ends every run with a small learning
-    rate whatever the machine's speed.
-    """
-
-    def __init__(self, seconds: float, peak_lr: float, final_fraction: float = 0.05, report_every: float = 60.0):
-        super().__init__()
-        self.seconds, self.peak_lr, self.final_fraction, self.report_every = seconds, peak_lr, final_fraction, report_every
-
-    def on_train_begin(self, logs=None):
-        self.start = self.last_report = time.perf_counter()
-
-    def on_train_batch_begin(self, batch, logs=None):
-        progress = min(1.0, (time.perf_counter() - self.start) / self.seconds)
-        cosine = 0.5 * (1.0 + np.cos(np.pi * progress))
-        self.model.optimizer.learning_rate.assign(self.peak_lr * (self.final_fraction + (1 - self.final_fraction) * cosine))
-
-    def on_train_batch_end(self, batch, logs=None):
-        now = time.perf_counter()
-        if now - self.last_report > self.report_every:
-            self.last_report = now
-            print(f"  {now - self.start:5.0f} s  step {batch + 1}  train loss {float(logs['loss']):.3f}", flush=True)
-        if now - self.start > self.seconds:
-            self.model.stop_training = True
 
 
 def bench_quality(profile: str) -> list[str]:
@@ -178,7 +154,7 @@ def bench_quality(profile: str) -> list[str]:
     # Clipping guards against the occasional exploding gradient of an RNN at a high learning rate.
     model.compile(optimizer=keras.optimizers.Adam(lr, clipnorm=1.0), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     start = time.perf_counter()
-    model.fit(train, steps_per_epoch=10**7, epochs=1, verbose=0, shuffle=False, callbacks=[TimeBudget(budget, lr)])
+    model.fit(train, steps_per_epoch=100, epochs=10**6, verbose=0, shuffle=False, callbacks=[TimeBudget(budget, peak_lr=lr)])
     train_seconds = time.perf_counter() - start
     metrics = evaluate_loss(model, val)
     steps_done = int(model.optimizer.iterations.numpy())

@@ -45,6 +45,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import ops  # noqa: E402
 
+from aigc_tf.callbacks import TimeBudget  # noqa: E402
 from aigc_tf.config import get_profile, pick  # noqa: E402
 from aigc_tf.vae import VAE, binarize  # noqa: E402
 
@@ -220,31 +221,7 @@ def bench_throughput(profile: str, batch: int = 128, repeats: int = 5) -> list[s
 # --------------------------------------------------------------------------- #
 
 
-class TimeBudget(keras.callbacks.Callback):
-    """Stop after ``seconds``; cosine learning-rate decay over that *time*, so the
-    run ends at a small learning rate whatever the machine's speed."""
 
-    def __init__(self, seconds: float, peak_lr: float, final_fraction: float = 0.05, report_every: float = 60.0):
-        super().__init__()
-        self.seconds, self.peak_lr, self.final_fraction, self.report_every = seconds, peak_lr, final_fraction, report_every
-
-    def on_train_begin(self, logs=None):
-        self.start = self.last_report = time.perf_counter()
-
-    def on_train_batch_begin(self, batch, logs=None):
-        progress = min(1.0, (time.perf_counter() - self.start) / self.seconds)
-        cosine = 0.5 * (1.0 + np.cos(np.pi * progress))
-        self.model.optimizer.learning_rate.assign(self.peak_lr * (self.final_fraction + (1 - self.final_fraction) * cosine))
-
-    def on_train_batch_end(self, batch, logs=None):
-        if time.perf_counter() - self.start > self.seconds:
-            self.model.stop_training = True
-
-    def on_epoch_end(self, epoch, logs=None):
-        now = time.perf_counter()
-        if now - self.last_report > self.report_every or self.model.stop_training:
-            self.last_report = now
-            print(f"  {now - self.start:5.0f} s  epoch {epoch + 1}  loss {logs['loss']:.2f}  kl {logs['kl_loss']:.2f}", flush=True)
 
 
 def bench_quality(profile: str, num_samples: int | None = None) -> list[str]:
@@ -268,7 +245,7 @@ def bench_quality(profile: str, num_samples: int | None = None) -> list[str]:
     model = VAE(**size, seed=0)
     model.compile(optimizer=keras.optimizers.Adam(lr), **FAST_COMPILE)
     start = time.perf_counter()
-    history = model.fit(train, epochs=10**6, verbose=0, callbacks=[TimeBudget(budget, lr)])
+    history = model.fit(train, epochs=10**6, verbose=0, callbacks=[TimeBudget(budget, peak_lr=lr)])
     train_seconds = time.perf_counter() - start
     epochs = len(history.history["loss"])
 

@@ -73,3 +73,28 @@ def test_sample_grid_callback_records_frames_and_writes_a_gif(tmp_path):
                                   np.kron(cb.frames[0], np.ones((2, 2), np.uint8)))
     with pytest.raises(ValueError, match="every"):
         SampleGridCallback(sample_fn, every=0)
+
+
+def test_time_budget_stops_on_time_and_decays_the_learning_rate():
+    from aigc_tf.callbacks import TimeBudget
+
+    budget = TimeBudget(1.0, peak_lr=0.1, final_fraction=0.05, verbose=False)
+    # eta(s) = peak * (f + (1 - f) * (1 + cos(pi s)) / 2)
+    assert budget.learning_rate(0.0) == pytest.approx(0.1)
+    assert budget.learning_rate(0.5) == pytest.approx(0.1 * (0.05 + 0.95 * 0.5))
+    assert budget.learning_rate(1.0) == pytest.approx(0.005)
+    assert budget.learning_rate(3.0) == pytest.approx(0.005)  # clipped past the budget
+
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1)])
+    model.compile(keras.optimizers.SGD(0.1), "mse")
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    history = model.fit(x, x[:, :1], batch_size=8, epochs=10**6, verbose=0, callbacks=[budget])
+    epochs = len(history.history["loss"])
+    assert 1 <= epochs < 10**6 and budget.log["seconds"][-1] >= 1.0
+    # Whole epochs of 8 steps, but the last one ends on the clock, mid-epoch.
+    assert budget.log["step"][:-1] == [8 * (e + 1) for e in range(epochs - 1)]
+    assert 8 * (epochs - 1) < budget.log["step"][-1] <= 8 * epochs
+    assert budget.log["loss"] == pytest.approx(history.history["loss"])
+    assert float(model.optimizer.learning_rate) < 0.02  # decayed to near the end of the cosine
+    with pytest.raises(ValueError, match="seconds"):
+        TimeBudget(0)
