@@ -53,6 +53,6 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
 from aigc_tf.config import _import_tensorflow  # noqa: E402
 
 _import_tensorflow()  # first, so TensorFlow's start-up chatter stays quiet
-from aigc_tf import rnn, text, transformer, vae  # noqa: E402,F401
+from aigc_tf import gan, rnn, text, transformer, vae  # noqa: E402,F401
 
 __all__ = ["REPO_URL", "__version__", "set_seed"]

@@ -1,0 +1,807 @@
+"""DCGAN (Radford et al., 2015) and a conditional GAN (Mirza & Osindero, 2014).
+
+The game, with D returning a *logit* l = D(x) and sigma the sigmoid:
+
+    D maximises  E_x[log sigma(D(x))] + E_z[log(1 - sigma(D(G(z))))]
+    G (minimax)  minimises  E_z[log(1 - sigma(D(G(z))))]       (saturates)
+    G (non-saturating, used here)  minimises  E_z[-log sigma(D(G(z)))]
+
+Both G objectives have the same fixed point, but early in training D rejects
+fakes (l << 0): then d/dl log(1 - sigma(l)) = -sigma(l) ~ 0 (no signal), while
+d/dl -log sigma(l) = -(1 - sigma(l)) ~ -1 (full signal). All losses are binary
+cross-entropies computed from logits (``softplus``), exact and overflow-free.
+
+One training step (:meth:`DCGAN.train_step`):
+
+1. D step: fresh z, fakes G(z); D loss on the real batch (target 1, or
+   ``1 - label_smoothing``) plus the fake batch (target 0); gradient w.r.t. D's
+   weights only.
+2. G step: new z; G loss = BCE(1, D(G(z))); gradient w.r.t. G's weights only.
+
+Images live in [-1, 1] (tanh output): load data with
+``aigc_tf.data.load_images(..., value_range=(-1, 1))``, and show samples with
+``aigc_tf.plotting.to_unit_range``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import ops
+
+# --------------------------------------------------------------------------- #
+# Losses, as plain functions of logits (per example, no reduction).
+# --------------------------------------------------------------------------- #
+
+
+def bce_from_logits(target: float, logits):
+    """Binary cross-entropy of ``sigmoid(logits)`` against a constant target.
+
+    BCE(t, l) = t softplus(-l) + (1 - t) softplus(l)
+              = -t log sigma(l) - (1 - t) log(1 - sigma(l)).
+
+    Args:
+        target: the label in [0, 1] (the same for the whole batch).
+        logits: ``(batch, ...)`` logits; computed in float32.
+
+    Returns:
+        Same shape as ``logits``, float32.
+    """
+    logits = ops.cast(logits, "float32")
+    return target * ops.softplus(-logits) + (1.0 - target) * ops.softplus(logits)
+
+
+def discriminator_loss(real_logits, fake_logits, label_smoothing: float = 0.0):
+    """Per-example D loss: BCE(1 - label_smoothing, D(x)) + BCE(0, D(G(z))).
+
+    Label smoothing is one-sided (only real targets move), as in Salimans et al.
+    (2016); ``keras.losses.BinaryCrossentropy(label_smoothing=...)`` would also
+    move the fake targets to ``label_smoothing / 2``.
+
+    Args:
+        real_logits: ``(batch, 1)`` or ``(batch,)`` D logits on real images.
+        fake_logits: same shape, D logits on generated images.
+        label_smoothing: in [0, 1).
+
+    Returns:
+        ``(batch,)`` float32.
+    """
+    real = bce_from_logits(1.0 - label_smoothing, real_logits)
+    fake = bce_from_logits(0.0, fake_logits)
+    return ops.reshape(real + fake, (-1,))
+
+
+def generator_loss(fake_logits):
+    """Per-example non-saturating G loss: BCE(1, D(G(z))) = -log sigma(l) = softplus(-l).
+
+    Args:
+        fake_logits: ``(batch, 1)`` or ``(batch,)`` D logits on generated images.
+
+    Returns:
+        ``(batch,)`` float32.
+    """
+    return ops.reshape(bce_from_logits(1.0, fake_logits), (-1,))
+
+
+def minimax_generator_loss(fake_logits):
+    """Per-example *saturating* G loss of the original minimax game, for comparison.
+
+    log(1 - sigma(l)) = -softplus(l). Its gradient -sigma(l) vanishes when D
+    confidently rejects the fakes (l << 0), i.e. exactly at the start of training.
+
+    Args:
+        fake_logits: ``(batch, 1)`` or ``(batch,)`` D logits on generated images.
+
+    Returns:
+        ``(batch,)`` float32.
+    """
+    return ops.reshape(-ops.softplus(ops.cast(fake_logits, "float32")), (-1,))
+
+
+# --------------------------------------------------------------------------- #
+# The networks.
+# --------------------------------------------------------------------------- #
+
+
+def make_generator(
+    latent_dim: int,
+    image_shape: tuple[int, int, int],
+    filters: Sequence[int],
+    num_classes: int = 0,
+    label_dim: int = 32,
+) -> keras.Model:
+    """DCGAN generator: z (+ label) -> Dense -> [ConvT stride 2 -> BN -> LeakyReLU] x n -> tanh.
+
+    A Dense layer makes an ``(H / 2^n, W / 2^n, filters[0])`` map; each of the
+    n = ``len(filters)`` stride-2 transposed convs doubles the resolution; the
+    last one emits the image channels with tanh (float32 under ``mixed_float16``).
+    BatchNorm is ``synchronized``: under ``MirroredStrategy`` its batch statistics
+    cover the global batch, so a multi-device step equals a single-device one.
+
+    Args:
+        latent_dim: size of z.
+        image_shape: ``(H, W, C)``; H and W divisible by ``2 ** len(filters)``.
+        filters: channels of the Dense map and the hidden transposed convs,
+            e.g. ``(128, 64)`` for 7x7x128 -> 14x14x64 -> 28x28xC.
+        num_classes: > 0 for a conditional generator; it then takes
+            ``[z, labels]`` with int labels ``(batch,)`` embedded in ``label_dim`` dims.
+        label_dim: size of the label embedding.
+
+    Returns:
+        A functional ``keras.Model`` named ``"generator"``: ``(batch, latent_dim)``
+        (and ``(batch,)`` labels) -> ``(batch, H, W, C)`` in [-1, 1].
+    """
+    height, width, channels = image_shape
+    scale = 2 ** len(filters)
+    z = keras.Input((latent_dim,), name="z")
+    inputs = [z]
+    h = z
+    if num_classes:
+        labels = keras.Input((), dtype="int32", name="labels")
+        inputs.append(labels)
+        h = keras.layers.Concatenate()([z, keras.layers.Embedding(num_classes, label_dim)(labels)])
+    h = keras.layers.Dense((height // scale) * (width // scale) * filters[0], use_bias=False)(h)
+    h = keras.layers.BatchNormalization(synchronized=True)(h)
+    h = keras.layers.LeakyReLU(0.2)(h)
+    h = keras.layers.Reshape((height // scale, width // scale, filters[0]))(h)
+    for f in filters[1:]:
+        h = keras.layers.Conv2DTranspose(f, 4, strides=2, padding="same", use_bias=False)(h)
+        h = keras.layers.BatchNormalization(synchronized=True)(h)
+        h = keras.layers.LeakyReLU(0.2)(h)
+    image = keras.layers.Conv2DTranspose(
+        channels, 4, strides=2, padding="same", activation="tanh", dtype="float32", name="image"
+    )(h)
+    return keras.Model(inputs if num_classes else z, image, name="generator")
+
+
+def make_discriminator(
+    image_shape: tuple[int, int, int],
+    filters: Sequence[int],
+    dropout: float = 0.3,
+    num_classes: int = 0,
+) -> keras.Model:
+    """DCGAN discriminator: [Conv stride 2 -> LeakyReLU -> Dropout] x n -> Dense(1) logit.
+
+    No BatchNorm (real and fake batches pass separately, and a BN critic would
+    couple the examples of a batch); a linear last layer, because the losses take
+    logits. A conditional D receives the label as one extra image channel (a
+    learned ``H x W`` embedding per class), so every conv sees it.
+
+    Args:
+        image_shape: ``(H, W, C)``.
+        filters: channels of the stride-2 convs, e.g. ``(64, 128)``.
+        dropout: dropout rate after each conv (active only with ``training=True``).
+        num_classes: > 0 for a conditional D taking ``[images, labels]``.
+
+    Returns:
+        A functional ``keras.Model`` named ``"discriminator"``: ``(batch, H, W, C)``
+        (and ``(batch,)`` labels) -> ``(batch, 1)`` float32 logits.
+    """
+    height, width, _ = image_shape
+    x = keras.Input(image_shape, name="image")
+    inputs = [x]
+    h = x
+    if num_classes:
+        labels = keras.Input((), dtype="int32", name="labels")
+        inputs.append(labels)
+        plane = keras.layers.Embedding(num_classes, height * width)(labels)
+        plane = keras.layers.Reshape((height, width, 1))(plane)
+        h = keras.layers.Concatenate()([x, plane])
+    for f in filters:
+        h = keras.layers.Conv2D(f, 4, strides=2, padding="same")(h)
+        h = keras.layers.LeakyReLU(0.2)(h)
+        if dropout:
+            h = keras.layers.Dropout(dropout)(h)
+    h = keras.layers.Flatten()(h)
+    logit = keras.layers.Dense(1, dtype="float32", name="logit")(h)
+    return keras.Model(inputs if num_classes else x, logit, name="discriminator")
+
+
+# --------------------------------------------------------------------------- #
+# The models.
+# --------------------------------------------------------------------------- #
+
+
+@keras.saving.register_keras_serializable(package="aigc_tf")
+class DCGAN(keras.Model):
+    """Deep convolutional GAN with its own two-optimizer training step.
+
+    Example:
+        >>> gan = DCGAN(latent_dim=128)
+        >>> gan.compile()  # Adam(2e-4, beta_1=0.5) for D and for G
+        >>> ds = load_images("mnist", batch_size=128, value_range=(-1, 1))
+        >>> gan.fit(ds, epochs=5)                      # doctest: +SKIP
+        >>> images = gan.generate(64, seed=0)          # (64, 28, 28, 1) in [-1, 1]
+
+    ``fit`` takes images ``(batch, H, W, C)`` in [-1, 1] (or ``(images, labels)``;
+    labels are ignored). History keys, all epoch means over every image seen:
+    ``d_loss``, ``g_loss``, ``d_accuracy`` (share of real and fake images D
+    classifies correctly), ``real_score`` and ``fake_score`` (mean sigma(D(.)) on
+    real and on fake images, at the D step). At the game's equilibrium both
+    scores approach 0.5 and ``d_loss`` approaches 2 log 2 = 1.386.
+    """
+
+    def __init__(
+        self,
+        latent_dim: int = 128,
+        image_shape: Sequence[int] = (28, 28, 1),
+        generator_filters: Sequence[int] = (128, 64),
+        discriminator_filters: Sequence[int] = (64, 128),
+        dropout: float = 0.3,
+        label_smoothing: float = 0.0,
+        seed: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Args:
+        latent_dim: size of z, > 0.
+        image_shape: ``(H, W, C)``; H and W divisible by ``2 ** len(generator_filters)``.
+        generator_filters: see :func:`make_generator`.
+        discriminator_filters: see :func:`make_discriminator`.
+        dropout: D's dropout rate, in [0, 1).
+        label_smoothing: one-sided smoothing of D's real targets, in [0, 1).
+        seed: seed of the model's noise generators (``None``: from the global seed).
+        **kwargs: passed to ``keras.Model`` (e.g. ``name``).
+        """
+        super().__init__(**kwargs)
+        image_shape = _check_image_shape(image_shape)
+        if isinstance(latent_dim, bool) or not isinstance(latent_dim, (int, np.integer)):
+            raise TypeError(f"latent_dim must be an int, got {latent_dim!r}.")
+        if latent_dim <= 0:
+            raise ValueError(f"latent_dim must be > 0, got {latent_dim}.")
+        generator_filters = _check_filters(generator_filters, "generator_filters")
+        discriminator_filters = _check_filters(discriminator_filters, "discriminator_filters")
+        scale = 2 ** len(generator_filters)
+        if image_shape[0] % scale or image_shape[1] % scale:
+            raise ValueError(
+                f"image_shape={image_shape}: height and width must be divisible by {scale} "
+                f"(one doubling per entry of generator_filters={generator_filters})."
+            )
+        if not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
+
+        self.latent_dim = int(latent_dim)
+        self.image_shape = image_shape
+        self.generator_filters = generator_filters
+        self.discriminator_filters = discriminator_filters
+        self.dropout = float(dropout)
+        self.label_smoothing = float(label_smoothing)
+        self.seed = seed
+
+        self.generator = self._make_generator()
+        self.discriminator = self._make_discriminator()
+        # Training noise: a model-owned generator whose state advances every step
+        # (a plain int seed in train_step would give the same z every step).
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        # A second stream for generate(seed=None), so sampling between epochs does
+        # not shift the training noise.
+        self.sample_seed_generator = keras.random.SeedGenerator(None if seed is None else seed + 1)
+
+        self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
+        self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
+        self.d_accuracy_tracker = keras.metrics.Mean(name="d_accuracy")
+        self.real_score_tracker = keras.metrics.Mean(name="real_score")
+        self.fake_score_tracker = keras.metrics.Mean(name="fake_score")
+        self.d_optimizer = None
+        self.g_optimizer = None
+        self.built = True  # G and D are functional models, built on creation
+
+    # ---- networks (overridden by ConditionalGAN) -------------------------------
+
+    num_classes = 0
+
+    def _make_generator(self) -> keras.Model:
+        return make_generator(self.latent_dim, self.image_shape, self.generator_filters)
+
+    def _make_discriminator(self) -> keras.Model:
+        return make_discriminator(self.image_shape, self.discriminator_filters, self.dropout)
+
+    def _g_inputs(self, z, labels):
+        return z
+
+    def _d_inputs(self, images, labels):
+        return images
+
+    def call(self, z, training: bool = False):
+        """Generate images from latents.
+
+        Args:
+            z: ``(batch, latent_dim)`` latent vectors.
+            training: passed to the generator (BatchNorm mode).
+
+        Returns:
+            ``(batch, H, W, C)`` float32 images in [-1, 1].
+        """
+        return self.generator(z, training=training)
+
+    # ---- compile ---------------------------------------------------------------
+
+    def compile(
+        self,
+        d_optimizer: keras.optimizers.Optimizer | None = None,
+        g_optimizer: keras.optimizers.Optimizer | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """Set the two optimizers (default: Adam(2e-4, beta_1=0.5) each).
+
+        Under a ``mixed_float16`` policy each optimizer is wrapped in a
+        ``keras.optimizers.LossScaleOptimizer`` (Keras does that only for
+        ``model.optimizer``). Both optimizers are built here, so call ``compile``
+        inside ``strategy.scope()`` when distributing.
+
+        Args:
+            d_optimizer: optimizer for the discriminator.
+            g_optimizer: optimizer for the generator (must be a different object).
+            **kwargs: passed to ``keras.Model.compile`` (e.g. ``jit_compile``,
+                ``steps_per_execution``); ``loss``, ``optimizer`` and ``metrics``
+                are not used by this model and are rejected.
+        """
+        for key in ("loss", "optimizer", "metrics"):
+            if kwargs.get(key) is not None:
+                raise ValueError(
+                    f"DCGAN.compile() takes d_optimizer and g_optimizer; `{key}` is not used "
+                    "(the losses are fixed: BCE from logits, non-saturating for G)."
+                )
+            kwargs.pop(key, None)
+        d_optimizer = d_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        g_optimizer = g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
+        if d_optimizer is g_optimizer:
+            raise ValueError("d_optimizer and g_optimizer must be two different optimizer objects.")
+        if keras.mixed_precision.global_policy().name == "mixed_float16":
+            d_optimizer = _loss_scaled(d_optimizer)
+            g_optimizer = _loss_scaled(g_optimizer)
+        super().compile(**kwargs)
+        self._gan_compile_kwargs = {
+            k: v for k, v in kwargs.items() if k in ("jit_compile", "steps_per_execution", "run_eagerly")
+        }
+        self.d_optimizer = d_optimizer
+        self.g_optimizer = g_optimizer
+        # Build the slots now: under MirroredStrategy unbuilt Adam slots created
+        # inside fit() fail, and on load the slots must exist before the saved
+        # values are read.
+        self.d_optimizer.build(self.discriminator.trainable_variables)
+        self.g_optimizer.build(self.generator.trainable_variables)
+
+    def get_compile_config(self) -> dict[str, Any] | None:
+        if self.d_optimizer is None:
+            return None
+        return {
+            "d_optimizer": keras.saving.serialize_keras_object(self.d_optimizer),
+            "g_optimizer": keras.saving.serialize_keras_object(self.g_optimizer),
+            **self._gan_compile_kwargs,
+        }
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        config = dict(config)
+        d_optimizer = keras.saving.deserialize_keras_object(config.pop("d_optimizer"))
+        g_optimizer = keras.saving.deserialize_keras_object(config.pop("g_optimizer"))
+        self.compile(d_optimizer=d_optimizer, g_optimizer=g_optimizer, **config)
+
+    # ---- training ----------------------------------------------------------------
+
+    @property
+    def metrics(self) -> list[keras.metrics.Metric]:
+        # Listing the trackers makes Keras reset them every epoch and report them.
+        return [
+            self.d_loss_tracker,
+            self.g_loss_tracker,
+            self.d_accuracy_tracker,
+            self.real_score_tracker,
+            self.fake_score_tracker,
+        ]
+
+    def _unpack(self, data):
+        """Images and labels (None for DCGAN) of a training batch, shape-checked."""
+        images = _images_of(data)
+        _check_static_shape(images, self.image_shape)
+        return ops.cast(images, "float32"), None
+
+    def _latents(self, batch_size):
+        """Fresh z for this replica's share of the global batch.
+
+        Every replica draws the *global* batch of noise from the (mirrored, hence
+        identical) seed state and keeps its own slice; drawing only the local
+        batch would hand every replica the same z.
+        """
+        ctx = tf.distribute.get_replica_context()
+        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        z = keras.random.normal((batch_size * replicas, self.latent_dim), seed=self.seed_generator)
+        if replicas == 1:
+            return z
+        start = ctx.replica_id_in_sync_group * batch_size
+        return z[start : start + batch_size]
+
+    def train_step(self, data):
+        real, labels = self._unpack(data)
+        batch = ops.shape(real)[0]
+        global_batch = ops.cast(_global_batch_size(real), "float32")
+
+        # 1. Discriminator step: gradients w.r.t. D's weights only.
+        fake = self.generator(self._g_inputs(self._latents(batch), labels), training=True)
+        with tf.GradientTape() as tape:
+            real_logits = self.discriminator(self._d_inputs(real, labels), training=True)
+            fake_logits = self.discriminator(self._d_inputs(fake, labels), training=True)
+            d_loss = discriminator_loss(real_logits, fake_logits, self.label_smoothing)
+            # Replica gradients are summed: divide by the GLOBAL batch size.
+            d_scaled = self.d_optimizer.scale_loss(ops.sum(d_loss) / global_batch)
+        d_vars = self.discriminator.trainable_variables
+        self.d_optimizer.apply(_dense(tape.gradient(d_scaled, d_vars)), d_vars)
+
+        # 2. Generator step on new noise: gradients w.r.t. G's weights only.
+        z = self._latents(batch)
+        with tf.GradientTape() as tape:
+            fake_g = self.generator(self._g_inputs(z, labels), training=True)
+            g_logits = self.discriminator(self._d_inputs(fake_g, labels), training=True)
+            g_loss = generator_loss(g_logits)
+            g_scaled = self.g_optimizer.scale_loss(ops.sum(g_loss) / global_batch)
+        g_vars = self.generator.trainable_variables
+        self.g_optimizer.apply(_dense(tape.gradient(g_scaled, g_vars)), g_vars)
+
+        return self._update_trackers(d_loss, g_loss, real_logits, fake_logits)
+
+    def test_step(self, data):
+        """The same quantities as ``train_step``, with no update and ``training=False``."""
+        real, labels = self._unpack(data)
+        batch = ops.shape(real)[0]
+        fake = self.generator(self._g_inputs(self._latents(batch), labels), training=False)
+        real_logits = self.discriminator(self._d_inputs(real, labels), training=False)
+        fake_logits = self.discriminator(self._d_inputs(fake, labels), training=False)
+        d_loss = discriminator_loss(real_logits, fake_logits, self.label_smoothing)
+        return self._update_trackers(d_loss, generator_loss(fake_logits), real_logits, fake_logits)
+
+    def predict_step(self, data):
+        raise NotImplementedError(
+            f"{type(self).__name__}.predict() is not defined (the model maps noise to images); "
+            "use generate()."
+        )
+
+    def _update_trackers(self, d_loss, g_loss, real_logits, fake_logits):
+        # Per-example vectors, unscaled: Mean trackers add sums and counts that are
+        # summed over replicas, so the epoch value is the exact mean over all images.
+        real_logits = ops.reshape(ops.cast(real_logits, "float32"), (-1,))
+        fake_logits = ops.reshape(ops.cast(fake_logits, "float32"), (-1,))
+        self.d_loss_tracker.update_state(d_loss)
+        self.g_loss_tracker.update_state(g_loss)
+        correct = ops.concatenate(
+            [ops.cast(real_logits > 0, "float32"), ops.cast(fake_logits < 0, "float32")]
+        )
+        self.d_accuracy_tracker.update_state(correct)
+        self.real_score_tracker.update_state(ops.sigmoid(real_logits))
+        self.fake_score_tracker.update_state(ops.sigmoid(fake_logits))
+        return {m.name: m.result() for m in self.metrics}
+
+    # ---- input checks at the Python entry points -------------------------------
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.fit`` after checking the image shape (and labels) of ``x``."""
+        if self.d_optimizer is None:
+            raise RuntimeError(f"call {type(self).__name__}.compile() before fit().")
+        self._check_input(x, y, "x")
+        if kwargs.get("validation_data") is not None:
+            self._check_input(kwargs["validation_data"], None, "validation_data")
+        return super().fit(x, y, *args, **kwargs)
+
+    def evaluate(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.evaluate`` after checking the image shape (and labels) of ``x``."""
+        if not kwargs.get("_use_cached_eval_dataset"):  # fit's validation: checked once
+            self._check_input(x, y, "x")
+        return super().evaluate(x, y, *args, **kwargs)
+
+    def _check_input(self, x, y, name: str) -> None:
+        """Static checks only (shapes, dtypes; labels of arrays): fast, no data pass."""
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            image_spec = spec[0] if isinstance(spec, (tuple, list)) else spec
+            if not isinstance(image_spec, tf.TensorSpec) or image_spec.shape.rank not in (3, 4):
+                raise ValueError(
+                    f"{name}: expected a dataset of images shaped {self.image_shape} "
+                    f"(or (images, labels)), got element_spec {spec}."
+                )
+            _check_shape(tuple(image_spec.shape), self.image_shape, name)
+            self._check_label_spec(spec, name)
+        elif isinstance(x, (tuple, list)) and x and y is None:
+            self._check_input(x[0], x[1] if len(x) > 1 else None, name)
+        elif x is not None and hasattr(x, "shape"):
+            _check_shape(tuple(x.shape), self.image_shape, name)
+            if len(x.shape) != 4:
+                raise ValueError(f"{name}: expected a batch (N, {self.image_shape}), got {tuple(x.shape)}.")
+            self._check_label_array(y, int(x.shape[0]), name)
+
+    def _check_label_spec(self, spec, name: str) -> None:
+        pass  # DCGAN ignores labels
+
+    def _check_label_array(self, y, n: int, name: str) -> None:
+        pass
+
+    # ---- generation ----------------------------------------------------------------
+
+    def sample_latents(self, num_images: int, seed: int | None = None) -> np.ndarray:
+        """z ~ N(0, I) as a float32 ``(num_images, latent_dim)`` array.
+
+        With an int ``seed`` the draw uses NumPy's ``default_rng(seed)``: the same on
+        every machine, with or without XLA. ``seed=None`` draws from the model's
+        sampling stream (different at each call).
+        """
+        num_images = _check_count(num_images, "num_images")
+        if seed is None:
+            z = keras.random.normal((num_images, self.latent_dim), seed=self.sample_seed_generator)
+            return ops.convert_to_numpy(z).astype(np.float32)
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}.")
+        rng = np.random.default_rng(int(seed))
+        return rng.standard_normal((num_images, self.latent_dim)).astype(np.float32)
+
+    def generate_from_latents(self, z, labels=None, *, batch_size: int = 1000) -> np.ndarray:
+        """Run the generator in inference mode on given latents.
+
+        Args:
+            z: ``(N, latent_dim)`` latents (e.g. an interpolation path).
+            labels: only for :class:`ConditionalGAN`.
+            batch_size: images per forward pass.
+
+        Returns:
+            ``(N, H, W, C)`` float32 array in [-1, 1].
+        """
+        z = np.asarray(z, dtype=np.float32)
+        if z.ndim != 2 or z.shape[1] != self.latent_dim or len(z) == 0:
+            raise ValueError(f"z must have shape (N >= 1, {self.latent_dim}) (latent_dim), got {z.shape}.")
+        if labels is not None and not self.num_classes:
+            raise ValueError("DCGAN is unconditional: labels must be None (see ConditionalGAN).")
+        out = []
+        for start in range(0, len(z), int(batch_size)):
+            zb = tf.convert_to_tensor(z[start : start + int(batch_size)])
+            if self.num_classes:
+                lb = tf.convert_to_tensor(labels[start : start + int(batch_size)], tf.int32)
+                out.append(self._generate_fn([zb, lb]))
+            else:
+                out.append(self._generate_fn(zb))
+        return np.concatenate([ops.convert_to_numpy(ops.cast(o, "float32")) for o in out])
+
+    @tf.function(reduce_retracing=True)
+    def _generate_fn(self, inputs):
+        return self.generator(inputs, training=False)
+
+    def generate(self, num_images: int, seed: int | None = None) -> np.ndarray:
+        """Sample ``num_images`` images (same ``seed`` -> same images).
+
+        Args:
+            num_images: >= 1.
+            seed: int for reproducible samples (``None``: the model's sampling stream).
+
+        Returns:
+            ``(num_images, H, W, C)`` float32 array in [-1, 1]; map to [0, 1] for
+            display with ``aigc_tf.plotting.to_unit_range``.
+        """
+        return self.generate_from_latents(self.sample_latents(num_images, seed))
+
+    # ---- serialization -------------------------------------------------------------
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            **super().get_config(),
+            "latent_dim": self.latent_dim,
+            "image_shape": list(self.image_shape),
+            "generator_filters": list(self.generator_filters),
+            "discriminator_filters": list(self.discriminator_filters),
+            "dropout": self.dropout,
+            "label_smoothing": self.label_smoothing,
+            "seed": self.seed,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> "DCGAN":
+        return cls(**config)
+
+
+@keras.saving.register_keras_serializable(package="aigc_tf")
+class ConditionalGAN(DCGAN):
+    """Class-conditional DCGAN: G(z, y) and D(x, y), trained on ``(images, labels)``.
+
+    G embeds the label and concatenates it to z; D gets the label as an extra
+    image channel. In a training step the fakes take the labels of the real
+    batch, so D judges image *and* label agreement. Same losses, trackers,
+    compile, save/load and checks as :class:`DCGAN`.
+
+    Example:
+        >>> cgan = ConditionalGAN(num_classes=10)
+        >>> cgan.compile()
+        >>> ds = load_images("mnist", batch_size=128, value_range=(-1, 1), with_labels=True)
+        >>> cgan.fit(ds, epochs=5)                              # doctest: +SKIP
+        >>> cgan.generate(np.repeat(np.arange(10), 8), seed=0)  # 8 of each digit
+    """
+
+    def __init__(self, num_classes: int = 10, latent_dim: int = 128, image_shape: Sequence[int] = (28, 28, 1),
+                 label_dim: int = 32, **kwargs: Any) -> None:
+        """Args:
+        num_classes: number of classes, >= 2; labels are ints in [0, num_classes).
+        latent_dim, image_shape, **kwargs: as for :class:`DCGAN`.
+        label_dim: size of the generator's label embedding.
+        """
+        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}.")
+        if int(label_dim) < 1:
+            raise ValueError(f"label_dim must be >= 1, got {label_dim}.")
+        self.num_classes = int(num_classes)
+        self.label_dim = int(label_dim)
+        super().__init__(latent_dim=latent_dim, image_shape=image_shape, **kwargs)
+
+    def _make_generator(self) -> keras.Model:
+        return make_generator(
+            self.latent_dim, self.image_shape, self.generator_filters, self.num_classes, self.label_dim
+        )
+
+    def _make_discriminator(self) -> keras.Model:
+        return make_discriminator(
+            self.image_shape, self.discriminator_filters, self.dropout, self.num_classes
+        )
+
+    def _g_inputs(self, z, labels):
+        return [z, labels]
+
+    def _d_inputs(self, images, labels):
+        return [images, labels]
+
+    def call(self, inputs, training: bool = False):
+        """``[z (batch, latent_dim), labels (batch,)]`` -> ``(batch, H, W, C)`` in [-1, 1]."""
+        return self.generator(inputs, training=training)
+
+    def _unpack(self, data):
+        if not isinstance(data, (tuple, list)) or len(data) < 2:
+            raise ValueError("ConditionalGAN trains on (images, labels) batches; got images only.")
+        images, labels = data[0], data[1]
+        _check_static_shape(images, self.image_shape)
+        labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
+        return ops.cast(images, "float32"), labels
+
+    def _check_label_spec(self, spec, name: str) -> None:
+        if not isinstance(spec, (tuple, list)) or len(spec) < 2:
+            raise ValueError(f"{name}: ConditionalGAN needs a dataset of (images, labels), got {spec}.")
+        if not spec[1].dtype.is_integer:
+            raise ValueError(f"{name}: labels must be integers, got dtype {spec[1].dtype.name}.")
+
+    def _check_input(self, x, y, name: str) -> None:
+        super()._check_input(x, y, name)
+        if isinstance(x, tf.data.Dataset):
+            # One batch is cheap to read and catches 1-based or one-hot labels.
+            for element in x.take(1):
+                _check_labels(np.asarray(element[1]), self.num_classes, name)
+
+    def _check_label_array(self, y, n: int, name: str) -> None:
+        if y is None:
+            raise ValueError(f"{name}: ConditionalGAN needs labels: fit(images, labels, ...).")
+        y = np.asarray(y)
+        if y.shape[0] != n:
+            raise ValueError(f"{name}: {n} images but {y.shape[0]} labels.")
+        _check_labels(y, self.num_classes, name)
+
+    def generate(self, labels, seed: int | None = None) -> np.ndarray:
+        """One image per requested label (same ``labels`` and ``seed`` -> same images).
+
+        Args:
+            labels: ``(N,)`` ints in [0, num_classes), e.g. ``np.repeat(np.arange(10), 8)``.
+            seed: int for reproducible samples (``None``: the model's sampling stream).
+
+        Returns:
+            ``(N, H, W, C)`` float32 array in [-1, 1].
+        """
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or len(labels) == 0:
+            raise ValueError(f"labels must be a non-empty 1-D array of class ids, got shape {labels.shape}.")
+        _check_labels(labels, self.num_classes, "labels")
+        return self.generate_from_latents(self.sample_latents(len(labels), seed), labels)
+
+    def generate_from_latents(self, z, labels=None, *, batch_size: int = 1000) -> np.ndarray:
+        """Like :meth:`DCGAN.generate_from_latents`, with ``(N,)`` labels required."""
+        if labels is None:
+            raise ValueError("ConditionalGAN.generate_from_latents needs labels.")
+        labels = np.asarray(labels)
+        _check_labels(labels, self.num_classes, "labels")
+        if labels.shape != (len(np.asarray(z)),):
+            raise ValueError(f"labels must have shape ({len(np.asarray(z))},), got {labels.shape}.")
+        return super().generate_from_latents(z, labels.astype(np.int32), batch_size=batch_size)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "num_classes": self.num_classes, "label_dim": self.label_dim}
+
+
+# --------------------------------------------------------------------------- #
+# Helpers.
+# --------------------------------------------------------------------------- #
+
+
+def _images_of(data):
+    """The images of a batch that may be ``x``, ``(x,)`` or ``(x, y[, w])``."""
+    if isinstance(data, (tuple, list)):
+        return data[0]
+    return data
+
+
+def _global_batch_size(x):
+    """Local batch size times the number of replicas training in sync."""
+    ctx = tf.distribute.get_replica_context()
+    num = ctx.num_replicas_in_sync if ctx is not None else 1
+    return ops.shape(x)[0] * num
+
+
+def _dense(grads):
+    """Embedding gradients come as IndexedSlices whose row count depends on the
+    labels in the batch; MirroredStrategy's all-reduce needs equal shapes on every
+    replica, so densify them (the tables are tiny)."""
+    return [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+
+
+def _loss_scaled(optimizer):
+    if isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        return optimizer
+    return keras.optimizers.LossScaleOptimizer(optimizer)
+
+
+def _check_image_shape(image_shape) -> tuple[int, int, int]:
+    try:
+        shape = tuple(int(d) for d in image_shape)
+    except (TypeError, ValueError):
+        raise TypeError(f"image_shape must be (H, W, C) ints, got {image_shape!r}.") from None
+    if len(shape) != 3 or min(shape) <= 0:
+        raise ValueError(f"image_shape must be (H, W, C) with positive ints, got {image_shape!r}.")
+    return shape
+
+
+def _check_filters(filters, name: str) -> tuple[int, ...]:
+    filters = tuple(int(f) for f in filters)
+    if not filters or min(filters) <= 0:
+        raise ValueError(f"{name} must be non-empty positive ints, got {filters}.")
+    return filters
+
+
+def _check_shape(shape: tuple, image_shape: tuple[int, int, int], name: str) -> None:
+    if len(shape) < 3 or tuple(shape[-3:]) != tuple(image_shape):
+        raise ValueError(
+            f"{name}: images must have shape (batch, {', '.join(map(str, image_shape))}) "
+            f"(image_shape={tuple(image_shape)}; channel count {image_shape[-1]}), got {shape}."
+        )
+
+
+def _check_static_shape(images, image_shape) -> None:
+    """Trace-time check: a wrong static shape fails at once with a clear message."""
+    shape = tuple(images.shape)
+    if len(shape) != 4 or any(s is not None and s != t for s, t in zip(shape[1:], image_shape)):
+        raise ValueError(
+            f"images must have shape (batch, {', '.join(map(str, image_shape))}) "
+            f"(image_shape={tuple(image_shape)}; channel count {image_shape[-1]}), got {shape}."
+        )
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, name: str) -> None:
+    if labels.size == 0:
+        return
+    if not np.issubdtype(labels.dtype, np.integer):
+        if not np.all(np.equal(np.mod(labels, 1), 0)):
+            raise ValueError(f"{name}: labels must be integer class ids, got dtype {labels.dtype}.")
+    lo, hi = labels.min(), labels.max()
+    if lo < 0 or hi >= num_classes:
+        raise ValueError(f"{name}: labels must lie in [0, {num_classes}), got values in [{lo}, {hi}].")
+
+
+def _check_count(n, name: str) -> int:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"{name} must be an int >= 1, got {n!r}.")
+    if n <= 0:
+        raise ValueError(f"{name} must be >= 1, got {n}.")
+    return int(n)
+
+
+__all__ = [
+    "ConditionalGAN",
+    "DCGAN",
+    "bce_from_logits",
+    "discriminator_loss",
+    "generator_loss",
+    "make_discriminator",
+    "make_generator",
+    "minimax_generator_loss",
+]

@@ -1,0 +1,463 @@
+"""Tests for aigc_tf.gan: loss maths against hand computation, the two-step
+update (isolation, exact SGD step), noise and seeds, XLA, mixed precision, the
+metrics contract, bad inputs, and a short behavioural training run.
+
+Save/load and MirroredStrategy run in fresh processes: see test_gan_subprocess.py.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from scipy import special
+
+from aigc_tf.gan import (
+    DCGAN,
+    ConditionalGAN,
+    discriminator_loss,
+    generator_loss,
+    minimax_generator_loss,
+)
+
+SMALL = dict(latent_dim=8, image_shape=(16, 16, 1), generator_filters=(16, 8), discriminator_filters=(8, 16))
+
+
+def blobs(n: int, seed: int = 0) -> np.ndarray:
+    """Images in [-1, 1]: a bright square on a dark background."""
+    rng = np.random.default_rng(seed)
+    x = np.full((n, 16, 16, 1), -1.0, np.float32)
+    for i, (r, c) in enumerate(rng.integers(0, 12, (n, 2))):
+        x[i, r : r + 4, c : c + 4] = 1.0
+    return x
+
+
+def fixed_latents(model, z: np.ndarray) -> None:
+    """Replace the model's noise with a fixed array (first `batch` rows), for hand checks."""
+    table = tf.constant(z)
+    model._latents = lambda batch: table[:batch]
+
+
+def trainable(net) -> list[np.ndarray]:
+    return [np.array(v) for v in net.trainable_variables]
+
+
+# --------------------------------------------------------------------------- #
+# Loss maths.
+# --------------------------------------------------------------------------- #
+
+
+def test_losses_match_hand_values():
+    real = np.array([[2.0], [-1.0], [0.0]], np.float32)
+    fake = np.array([[-3.0], [0.5], [0.0]], np.float32)
+    sig = special.expit
+    expected_d = -np.log(sig(real)) - np.log(1 - sig(fake))
+    np.testing.assert_allclose(discriminator_loss(real, fake), expected_d.ravel(), rtol=1e-6)
+    assert float(discriminator_loss(real, fake)[2]) == pytest.approx(2 * np.log(2))  # D(x) = 1/2 everywhere
+    # One-sided smoothing: real target 0.9, fake target stays 0.
+    smooth = -(0.9 * np.log(sig(real)) + 0.1 * np.log(1 - sig(real))) - np.log(1 - sig(fake))
+    np.testing.assert_allclose(discriminator_loss(real, fake, 0.1), smooth.ravel(), rtol=1e-6)
+    np.testing.assert_allclose(generator_loss(fake), -np.log(sig(fake)).ravel(), rtol=1e-6)
+    np.testing.assert_allclose(minimax_generator_loss(fake), np.log(1 - sig(fake)).ravel(), rtol=1e-6)
+
+
+def test_losses_are_finite_for_extreme_logits():
+    big = np.array([[-200.0], [200.0]], np.float32)
+    d = np.array(discriminator_loss(big, -big))
+    g = np.array(generator_loss(big))
+    assert np.all(np.isfinite(d)) and np.all(np.isfinite(g))
+    assert g[0] == pytest.approx(200.0) and g[1] == pytest.approx(0.0, abs=1e-6)
+
+
+def test_non_saturating_gradient_survives_when_d_rejects_fakes():
+    logits = tf.constant([[-20.0], [-8.0], [0.0]])
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(logits)
+        ns = tf.reduce_sum(generator_loss(logits))
+        mm = tf.reduce_sum(minimax_generator_loss(logits))
+    g_ns = tape.gradient(ns, logits).numpy().ravel()
+    g_mm = tape.gradient(mm, logits).numpy().ravel()
+    np.testing.assert_allclose(g_ns, -(1 - special.expit([-20.0, -8.0, 0.0])), rtol=1e-6)
+    assert abs(g_ns[0]) == pytest.approx(1.0, abs=1e-6)  # full signal
+    assert abs(g_mm[0]) < 1e-8  # the minimax loss saturates
+    assert g_mm[2] == pytest.approx(-0.5) and g_ns[2] == pytest.approx(-0.5)  # equal at D = 1/2
+
+
+# --------------------------------------------------------------------------- #
+# Networks and shapes.
+# --------------------------------------------------------------------------- #
+
+
+def test_shapes_and_output_range():
+    model = DCGAN(**SMALL, seed=0)
+    z = np.random.default_rng(0).normal(size=(5, 8)).astype(np.float32)
+    images = model(z)
+    assert images.shape == (5, 16, 16, 1)
+    assert model.discriminator(images).shape == (5, 1)
+    out = model.generate(7, seed=1)
+    assert out.shape == (7, 16, 16, 1) and out.dtype == np.float32
+    assert out.min() >= -1 and out.max() <= 1
+    default = DCGAN()
+    assert default.generate(2, seed=0).shape == (2, 28, 28, 1)
+    assert isinstance(default.generator, keras.Model) and isinstance(default.discriminator, keras.Model)
+    cgan = ConditionalGAN(num_classes=3, **SMALL)
+    assert cgan.generate([0, 2, 1, 1], seed=0).shape == (4, 16, 16, 1)
+    assert cgan.discriminator([np.array(images), np.array([0, 1, 2, 0, 1])]).shape == (5, 1)
+
+
+# --------------------------------------------------------------------------- #
+# The training step.
+# --------------------------------------------------------------------------- #
+
+
+def test_train_step_is_an_exact_d_step_then_g_step():
+    """One SGD step reproduced by hand: D on (real, G(z1)); then G through the *updated* D."""
+    keras.utils.set_random_seed(1)
+    lr_d, lr_g = 0.05, 0.1
+    model = DCGAN(**SMALL, dropout=0.0, label_smoothing=0.1, seed=0)
+    model.compile(d_optimizer=keras.optimizers.SGD(lr_d), g_optimizer=keras.optimizers.SGD(lr_g))
+    real = tf.constant(blobs(6))
+    z = np.random.default_rng(0).normal(size=(6, 8)).astype(np.float32)
+    fixed_latents(model, z)
+    G, D = model.generator, model.discriminator
+    g0, d0 = trainable(G), trainable(D)
+
+    # By hand, on copies of the networks.
+    G_ref, D_ref = keras.models.clone_model(G), keras.models.clone_model(D)
+    G_ref.set_weights(G.get_weights())
+    D_ref.set_weights(D.get_weights())
+    fake = G_ref(z, training=True)
+    with tf.GradientTape() as tape:
+        real_logits, fake_logits = D_ref(real, training=True), D_ref(fake, training=True)
+        d_per_example = -(0.9 * tf.math.log_sigmoid(real_logits) + 0.1 * tf.math.log_sigmoid(-real_logits)) - tf.math.log_sigmoid(-fake_logits)
+        d_loss = tf.reduce_mean(d_per_example)
+    for v, g in zip(D_ref.trainable_variables, tape.gradient(d_loss, D_ref.trainable_variables)):
+        v.assign_sub(lr_d * g)
+    with tf.GradientTape() as tape:
+        g_loss = tf.reduce_mean(-tf.math.log_sigmoid(D_ref(G_ref(z, training=True), training=True)))
+    for v, g in zip(G_ref.trainable_variables, tape.gradient(g_loss, G_ref.trainable_variables)):
+        v.assign_sub(lr_g * g)
+
+    logs = model.train_step(real)
+    assert float(logs["d_loss"]) == pytest.approx(float(d_loss), rel=1e-5)
+    assert float(logs["g_loss"]) == pytest.approx(float(g_loss), rel=1e-5)
+    for a, b in zip(trainable(D), D_ref.trainable_variables):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    for a, b in zip(trainable(G), G_ref.trainable_variables):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # The trackers: D accuracy and mean sigmoid scores of that same D step.
+    expected_acc = np.mean(np.r_[np.ravel(real_logits) > 0, np.ravel(fake_logits) < 0])
+    assert float(logs["d_accuracy"]) == pytest.approx(expected_acc)
+    assert float(logs["real_score"]) == pytest.approx(float(tf.reduce_mean(tf.sigmoid(real_logits))), rel=1e-5)
+    assert float(logs["fake_score"]) == pytest.approx(float(tf.reduce_mean(tf.sigmoid(fake_logits))), rel=1e-5)
+    assert not any(np.allclose(a, b) for a, b in zip(g0, trainable(G)) if a.size > 1)
+    assert not any(np.allclose(a, b) for a, b in zip(d0, trainable(D)) if a.size > 1)
+
+
+@pytest.mark.parametrize("frozen", ["g", "d"])
+def test_each_step_updates_only_its_own_network(frozen):
+    """With one optimizer's learning rate at 0, that network's weights do not move."""
+    model = DCGAN(**SMALL, seed=0)
+    zero, some = keras.optimizers.SGD(0.0), keras.optimizers.SGD(0.1)
+    model.compile(
+        d_optimizer=zero if frozen == "d" else some,
+        g_optimizer=zero if frozen == "g" else some,
+    )
+    g0, d0 = trainable(model.generator), trainable(model.discriminator)
+    model.train_step(tf.constant(blobs(8)))
+    g1, d1 = trainable(model.generator), trainable(model.discriminator)
+    same_g = all(np.array_equal(a, b) for a, b in zip(g0, g1))
+    same_d = all(np.array_equal(a, b) for a, b in zip(d0, d1))
+    assert (same_g, same_d) == ((True, False) if frozen == "g" else (False, True))
+
+
+def test_training_flag_reaches_dropout_and_batchnorm():
+    model = DCGAN(**SMALL, dropout=0.5, seed=0)
+    model.compile()
+    bn = [layer for layer in model.generator.layers if isinstance(layer, keras.layers.BatchNormalization)][0]
+    mean0 = np.array(bn.moving_mean)
+    real = tf.constant(blobs(8))
+    z = np.random.default_rng(1).normal(size=(8, 8)).astype(np.float32)
+    fixed_latents(model, z)
+    D = model.discriminator
+    d_inference = discriminator_loss(D(real, training=False), D(model.generator(z, training=True), training=False))
+    logs = model.train_step(real)
+    assert not np.allclose(bn.moving_mean, mean0)  # G ran with training=True
+    # D ran with dropout active: its training loss is not the inference-mode loss.
+    assert float(logs["d_loss"]) != pytest.approx(float(np.mean(d_inference)), rel=1e-3)
+    # test_step runs in inference mode: deterministic and equal to the hand value.
+    model.reset_metrics()
+    fake = model.generator(z, training=False)
+    expected = discriminator_loss(D(real, training=False), D(fake, training=False))
+    logs = model.test_step(real)
+    assert float(logs["d_loss"]) == pytest.approx(float(np.mean(expected)), rel=1e-5)
+
+
+def test_fit_draws_fresh_noise_every_step():
+    model = DCGAN(**SMALL, seed=3)
+    model.compile()
+    z1, z2 = np.array(model._latents(4)), np.array(model._latents(4))
+    assert not np.allclose(z1, z2)
+    state0 = np.array(model.seed_generator.state)
+    model.fit(blobs(12), batch_size=4, epochs=1, verbose=0)  # 3 compiled steps
+    state1 = np.array(model.seed_generator.state)
+    assert not np.array_equal(state0, state1)  # the graph advanced the model's generator
+    # Two draws per step (D step and G step), each a different z: 2 + 3 x 2 draws in all.
+    fresh = DCGAN(**SMALL, seed=3)
+    draws = {tuple(np.round(np.array(fresh._latents(4))[0], 5)) for _ in range(8)}
+    assert len(draws) == 8
+    assert np.array_equal(np.array(fresh.seed_generator.state), state1)
+
+
+def test_seeded_runs_repeat_and_generate_is_deterministic():
+    def run(seed):
+        keras.utils.set_random_seed(seed)
+        model = DCGAN(**SMALL, seed=seed)
+        model.compile()
+        history = model.fit(blobs(16), batch_size=8, epochs=2, verbose=0, shuffle=False).history
+        return model, history
+
+    m1, h1 = run(5)
+    m2, h2 = run(5)
+    m3, h3 = run(6)
+    assert h1 == h2 and h1 != h3
+    np.testing.assert_array_equal(m1.generate(4, seed=0), m2.generate(4, seed=0))
+    np.testing.assert_array_equal(m1.generate(4, seed=0), m1.generate(4, seed=0))
+    assert not np.allclose(m1.generate(4, seed=0), m1.generate(4, seed=1))
+    assert not np.allclose(m1.generate(4), m1.generate(4))  # seed=None: a fresh stream
+    # generate's latents are NumPy's default_rng(seed): the same on any device.
+    np.testing.assert_array_equal(
+        m1.sample_latents(3, seed=7), np.random.default_rng(7).standard_normal((3, 8)).astype(np.float32)
+    )
+
+
+def test_conditional_labels_change_the_images():
+    keras.utils.set_random_seed(0)
+    model = ConditionalGAN(num_classes=4, **SMALL, seed=0)
+    model.compile()
+    images, labels = blobs(16), np.arange(16) % 4
+    model.fit(images, labels, batch_size=8, epochs=1, verbose=0)
+    z = model.sample_latents(4, seed=0)
+    a = model.generate_from_latents(z, np.zeros(4, int))
+    b = model.generate_from_latents(z, np.ones(4, int))
+    assert np.abs(a - b).mean() > 1e-3
+    np.testing.assert_array_equal(model.generate([0, 1, 2, 3], seed=2), model.generate([0, 1, 2, 3], seed=2))
+    # The discriminator scores the same image differently under different labels.
+    scores = model.discriminator([np.repeat(images[:1], 4, 0), np.arange(4)])
+    assert np.ptp(np.array(scores)) > 0
+
+
+def test_conditional_fit_on_a_labelled_dataset_and_evaluate():
+    model = ConditionalGAN(num_classes=4, **SMALL, seed=0)
+    model.compile()
+    ds = tf.data.Dataset.from_tensor_slices((blobs(16), np.arange(16) % 4)).batch(8)
+    history = model.fit(ds, epochs=2, verbose=0).history
+    assert set(history) == {"d_loss", "g_loss", "d_accuracy", "real_score", "fake_score"}
+    assert all(len(v) == 2 and np.all(np.isfinite(v)) for v in history.values())
+    logs = model.evaluate(ds, verbose=0, return_dict=True)
+    assert set(logs) == set(history)
+
+
+# --------------------------------------------------------------------------- #
+# The metrics contract.
+# --------------------------------------------------------------------------- #
+
+
+def test_evaluate_reports_the_mean_over_all_images_and_resets():
+    model = DCGAN(**SMALL, seed=0)
+    model.compile()
+    x = blobs(10)
+    z = np.random.default_rng(2).normal(size=(10, 8)).astype(np.float32)
+    fixed_latents(model, z)  # batch b uses z[:b]
+    D, G = model.discriminator, model.generator
+    per_example = []
+    for start in (0, 4, 8):  # batches of 4, 4 and a short last one of 2
+        xb = x[start : start + 4]
+        fake = G(z[: len(xb)], training=False)
+        per_example.append(np.array(discriminator_loss(D(xb, training=False), D(fake, training=False))))
+    expected = np.concatenate(per_example).mean()  # not the mean of the 3 batch means
+    for _ in range(2):  # evaluate twice: trackers are reset in between
+        logs = model.evaluate(x, batch_size=4, verbose=0, return_dict=True)
+        assert logs["d_loss"] == pytest.approx(expected, rel=1e-5)
+    batch_means = np.mean([p.mean() for p in per_example])
+    assert abs(expected - batch_means) > 1e-6  # the two averages differ here
+
+
+def test_history_holds_epoch_means_reset_each_epoch():
+    model = DCGAN(**SMALL, dropout=0.0, seed=0)
+    model.compile(d_optimizer=keras.optimizers.SGD(0.0), g_optimizer=keras.optimizers.SGD(0.0))
+    x = blobs(8)
+    z = np.random.default_rng(3).normal(size=(8, 8)).astype(np.float32)
+    fixed_latents(model, z)
+    # No learning, fixed noise, no dropout: each epoch's value is the mean of the
+    # per-example losses over both batches, computable by hand. (That the trackers
+    # are reset between runs is checked with evaluate above.)
+    G, D = model.generator, model.discriminator
+    d_vals, g_vals = [], []
+    for xb in (x[:4], x[4:]):
+        fake = G(z[:4], training=True)
+        d_vals.append(np.array(discriminator_loss(D(xb, training=True), D(fake, training=True))))
+        g_vals.append(np.array(generator_loss(D(fake, training=True))))
+    history = model.fit(x, batch_size=4, epochs=2, verbose=0, shuffle=False).history
+    for epoch in range(2):
+        assert history["d_loss"][epoch] == pytest.approx(np.concatenate(d_vals).mean(), rel=1e-5)
+        assert history["g_loss"][epoch] == pytest.approx(np.concatenate(g_vals).mean(), rel=1e-5)
+    assert 0 <= history["d_accuracy"][0] <= 1
+    assert 0 < history["real_score"][0] < 1 and 0 < history["fake_score"][0] < 1
+
+
+# --------------------------------------------------------------------------- #
+# XLA and mixed precision.
+# --------------------------------------------------------------------------- #
+
+
+def test_xla_step_matches_the_graph_step():
+    results = []
+    for jit in (False, True):
+        keras.utils.set_random_seed(0)
+        model = ConditionalGAN(num_classes=3, **SMALL, dropout=0.0, seed=0)
+        model.compile(
+            d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit
+        )
+        fixed_latents(model, np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32))
+        history = model.fit(blobs(16), np.arange(16) % 3, batch_size=8, epochs=2, verbose=0, shuffle=False).history
+        results.append((history, model.generator.get_weights()))
+    (h0, w0), (h1, w1) = results
+    for key in h0:
+        np.testing.assert_allclose(h0[key], h1[key], rtol=1e-4, atol=1e-5)
+    for a, b in zip(w0, w1):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_mixed_float16_trains_with_float32_outputs_and_scaled_losses():
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("mixed_float16")
+    try:
+        model = DCGAN(**SMALL, seed=0)
+        model.compile()
+        assert isinstance(model.d_optimizer, keras.optimizers.LossScaleOptimizer)
+        assert isinstance(model.g_optimizer, keras.optimizers.LossScaleOptimizer)
+        history = model.fit(blobs(16), batch_size=8, epochs=1, verbose=0).history
+        assert all(np.isfinite(v[0]) for v in history.values())
+        assert int(model.d_optimizer.iterations) == 2 and int(model.g_optimizer.iterations) == 2
+        images = model.generate(3, seed=0)
+        assert images.dtype == np.float32
+        z = model.sample_latents(3, seed=0)
+        assert model.generator(z).dtype == "float32"
+        assert model.discriminator(model.generator(z)).dtype == "float32"
+        assert model.generator.layers[1].compute_dtype == "float16"  # the body runs in half precision
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+
+
+# --------------------------------------------------------------------------- #
+# Bad input.
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(latent_dim=0), ValueError, "latent_dim must be > 0"),
+        (dict(latent_dim=-3), ValueError, "latent_dim must be > 0"),
+        (dict(latent_dim=2.5), TypeError, "latent_dim must be an int"),
+        (dict(image_shape=(30, 30, 1)), ValueError, "divisible by 4"),
+        (dict(image_shape=(28, 28)), ValueError, r"\(H, W, C\)"),
+        (dict(dropout=1.0), ValueError, "dropout"),
+        (dict(label_smoothing=-0.1), ValueError, "label_smoothing"),
+    ],
+)
+def test_bad_constructor_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        DCGAN(**kwargs)
+
+
+def test_bad_generation_requests():
+    model = DCGAN(**SMALL)
+    with pytest.raises(ValueError, match="num_images must be >= 1"):
+        model.generate(0)
+    with pytest.raises(ValueError, match="num_images must be >= 1"):
+        model.generate(-2)
+    with pytest.raises(TypeError, match="num_images"):
+        model.generate(2.0)
+    cgan = ConditionalGAN(num_classes=4, **SMALL)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
+        cgan.generate([0, 4])
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 4\)"):
+        cgan.generate([-1])
+    with pytest.raises(ValueError, match="non-empty"):
+        cgan.generate([])
+    with pytest.raises(ValueError, match="num_classes"):
+        ConditionalGAN(num_classes=1)
+
+
+def test_wrong_images_are_rejected_before_training():
+    model = DCGAN(**SMALL)
+    model.compile()
+    with pytest.raises(ValueError, match="channel count 1"):
+        model.fit(np.zeros((8, 16, 16, 3), np.float32), batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match=r"\(batch, 16, 16, 1\)"):
+        model.fit(tf.data.Dataset.from_tensor_slices(np.zeros((8, 28, 28, 1), np.float32)).batch(4), verbose=0)
+    with pytest.raises(ValueError, match=r"\(batch, 16, 16, 1\)"):
+        model.evaluate(np.zeros((8, 16, 16), np.float32), verbose=0)
+    with pytest.raises(ValueError, match="channel count 1"):  # the trace-time check in train_step
+        model.train_step(tf.zeros((2, 16, 16, 3)))
+    assert int(model.d_optimizer.iterations) == 0  # nothing was trained
+    with pytest.raises(RuntimeError, match="compile"):
+        DCGAN(**SMALL).fit(blobs(4), verbose=0)
+    with pytest.raises(ValueError, match="d_optimizer and g_optimizer"):
+        model.compile(loss="mse")
+    opt = keras.optimizers.Adam()
+    with pytest.raises(ValueError, match="two different"):
+        model.compile(d_optimizer=opt, g_optimizer=opt)
+
+
+def test_conditional_gan_rejects_bad_labels_in_fit():
+    model = ConditionalGAN(num_classes=4, **SMALL)
+    model.compile()
+    x = blobs(8)
+    with pytest.raises(ValueError, match="needs labels"):
+        model.fit(x, batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        model.fit(x, np.arange(8), batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match=r"\[0, 4\)"):
+        model.fit(tf.data.Dataset.from_tensor_slices((x, np.arange(8) + 1)).batch(8), verbose=0)
+    with pytest.raises(ValueError, match=r"\(images, labels\)"):
+        model.fit(tf.data.Dataset.from_tensor_slices(x).batch(4), verbose=0)
+    with pytest.raises(ValueError, match="8 images but 7 labels"):
+        model.fit(x, np.arange(7) % 4, batch_size=4, verbose=0)
+
+
+def test_predict_points_to_generate():
+    model = DCGAN(**SMALL)
+    model.compile()
+    with pytest.raises(NotImplementedError, match="generate"):
+        model.predict(blobs(2), verbose=0)
+
+
+# --------------------------------------------------------------------------- #
+# Behaviour: a short training run improves the classifier FID.
+# --------------------------------------------------------------------------- #
+
+
+@pytest.mark.slow
+def test_short_mnist_training_lowers_classifier_fid():
+    from aigc_tf.data import load_images
+    from aigc_tf.metrics import classifier_outputs, frechet_distance
+
+    keras.utils.set_random_seed(0)
+    train = load_images("mnist", "train[:6144]", batch_size=64, value_range=(-1, 1), seed=0, drop_remainder=True)
+    test = np.concatenate([x.numpy() for x in load_images("mnist", "test[:2000]", batch_size=1000)])
+    ref, _ = classifier_outputs(test, "mnist")
+    model = DCGAN(latent_dim=64, generator_filters=(64, 32), discriminator_filters=(32, 64), seed=0)
+    model.compile(jit_compile=True)
+
+    def fid():
+        feats, _ = classifier_outputs(model.generate(2000, seed=0), "mnist", value_range=(-1, 1))
+        return frechet_distance(feats, ref)
+
+    before = fid()
+    model.fit(train, epochs=2, verbose=0)  # 192 steps
+    after = fid()
+    assert after < 0.6 * before, (before, after)

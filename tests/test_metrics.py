@@ -1,0 +1,269 @@
+"""Tests for aigc_tf.metrics: FID and KID against independent computations and
+closed forms, the shipped classifiers, and the sample scores built on them."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import linalg
+
+from aigc_tf import metrics
+from aigc_tf.data import load_images
+from aigc_tf.metrics import (
+    class_coverage,
+    classifier_outputs,
+    frechet_distance,
+    frechet_distance_from_moments,
+    kernel_distance,
+    polynomial_mmd2_unbiased,
+    recognisable_rate,
+)
+
+# --------------------------------------------------------------------------- #
+# Fréchet distance.
+# --------------------------------------------------------------------------- #
+
+
+def fid_by_eigenvalues(a: np.ndarray, b: np.ndarray) -> float:
+    """Independent FID: Tr((S_a S_b)^1/2) = sum sqrt(eig(S_a^1/2 S_b S_a^1/2)), a symmetric PSD matrix."""
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    w, v = linalg.eigh(s_a)
+    root_a = (v * np.sqrt(np.clip(w, 0, None))) @ v.T
+    eig = linalg.eigvalsh(root_a @ s_b @ root_a)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * np.sqrt(np.clip(eig, 0, None)).sum())
+
+
+def test_fid_matches_an_independent_eigenvalue_computation():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(400, 8)) @ rng.normal(size=(8, 8))
+    b = rng.normal(size=(300, 8)) @ rng.normal(size=(8, 8)) + 0.5
+    assert frechet_distance(a, b) == pytest.approx(fid_by_eigenvalues(a, b), rel=1e-8)
+
+
+def test_fid_of_identical_sets_is_zero():
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=(500, 16))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    assert frechet_distance(a, a.copy()) >= 0.0  # clipped, never negative round-off
+
+
+def test_fid_closed_form_for_gaussians():
+    # Same covariance: FD = ||mu_a - mu_b||^2 exactly.
+    cov = np.array([[2.0, 0.3], [0.3, 1.0]])
+    assert frechet_distance_from_moments([0, 0], cov, [3, 4], cov) == pytest.approx(25.0, abs=1e-9)
+    # Diagonal covariances: FD = ||delta||^2 + sum (sigma_a - sigma_b)^2.
+    fd = frechet_distance_from_moments([1, 0], np.diag([1.0, 4.0]), [0, 0], np.diag([9.0, 1.0]))
+    assert fd == pytest.approx(1.0 + (1 - 3) ** 2 + (2 - 1) ** 2, abs=1e-9)
+
+
+def test_fid_on_samples_of_shifted_gaussians_approaches_the_closed_form():
+    rng = np.random.default_rng(2)
+    shift = np.array([1.0, -2.0, 0.5])
+    a = rng.normal(size=(20000, 3))
+    b = rng.normal(size=(20000, 3)) * 2.0 + shift
+    expected = shift @ shift + 3 * (1.0 - 2.0) ** 2
+    assert frechet_distance(a, b) == pytest.approx(expected, rel=0.03)
+
+
+def test_fid_handles_singular_covariances():
+    # Fewer samples than dimensions: singular covariances, sqrtm needs the offset path.
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(10, 32)), rng.normal(size=(10, 32))
+    value = frechet_distance(a, b)
+    assert np.isfinite(value) and value > 0
+
+
+def test_fid_rejects_bad_input():
+    with pytest.raises(ValueError, match="dimensions differ"):
+        frechet_distance(np.zeros((5, 3)), np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="num_samples >= 2"):
+        frechet_distance(np.zeros((1, 3)), np.zeros((5, 3)))
+    with pytest.raises(ValueError, match="NaN"):
+        frechet_distance(np.full((5, 3), np.nan), np.zeros((5, 3)))
+
+
+# --------------------------------------------------------------------------- #
+# Kernel distance (KID).
+# --------------------------------------------------------------------------- #
+
+
+def mmd2_by_loops(a: np.ndarray, b: np.ndarray) -> float:
+    """Direct O(n^2) unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3."""
+    d = a.shape[1]
+
+    def k(x, y):
+        return (float(x @ y) / d + 1.0) ** 3
+
+    m, n = len(a), len(b)
+    aa = sum(k(a[i], a[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    bb = sum(k(b[i], b[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    ab = sum(k(a[i], b[j]) for i in range(m) for j in range(n)) / (m * n)
+    return aa + bb - 2 * ab
+
+
+def test_kid_matches_a_direct_loop_computation():
+    rng = np.random.default_rng(4)
+    a, b = rng.normal(size=(25, 5)), rng.normal(size=(30, 5)) + 0.3
+    assert polynomial_mmd2_unbiased(a, b) == pytest.approx(mmd2_by_loops(a, b), rel=1e-10)
+    # Sets smaller than subset_size are used whole, once.
+    assert kernel_distance(a, b) == pytest.approx(mmd2_by_loops(a, b), rel=1e-10)
+
+
+def test_kid_is_unbiased_for_the_same_distribution():
+    rng = np.random.default_rng(5)
+    values, biased = [], []
+    for _ in range(200):
+        a, b = rng.normal(size=(20, 4)), rng.normal(size=(20, 4))
+        values.append(kernel_distance(a, b))
+        kaa, kbb, kab = ((x @ y.T / 4 + 1) ** 3 for x, y in ((a, a), (b, b), (a, b)))
+        biased.append(kaa.mean() + kbb.mean() - 2 * kab.mean())  # V-statistic, with the diagonal
+    values = np.array(values)
+    stderr = values.std() / np.sqrt(len(values))
+    assert abs(values.mean()) < 3 * stderr  # zero in expectation (it can go negative)
+    assert (values < 0).any()
+    assert np.mean(biased) > 10 * stderr  # the biased estimator is clearly positive
+
+
+def test_kid_grows_with_the_shift_and_subsets_average():
+    rng = np.random.default_rng(6)
+    a = rng.normal(size=(600, 4))
+    near, far = rng.normal(size=(600, 4)) + 0.2, rng.normal(size=(600, 4)) + 1.0
+    assert 0 < kernel_distance(a, near, subset_size=200) < kernel_distance(a, far, subset_size=200)
+    mean, std = kernel_distance(a, far, num_subsets=5, subset_size=100, seed=3, return_std=True)
+    sub = np.random.default_rng(3)
+    expected = [
+        polynomial_mmd2_unbiased(a[sub.choice(600, 100, replace=False)], far[sub.choice(600, 100, replace=False)])
+        for _ in range(5)
+    ]
+    assert mean == pytest.approx(np.mean(expected)) and std == pytest.approx(np.std(expected))
+
+
+def test_kid_rejects_bad_arguments():
+    a = np.zeros((10, 3))
+    with pytest.raises(ValueError, match="num_subsets"):
+        kernel_distance(a, a, num_subsets=0)
+    with pytest.raises(ValueError, match="subset_size"):
+        kernel_distance(a, a, subset_size=1)
+
+
+# --------------------------------------------------------------------------- #
+# Scores of predictions.
+# --------------------------------------------------------------------------- #
+
+
+def test_recognisable_rate_and_coverage_by_hand():
+    probs = np.array([[0.95, 0.05], [0.5, 0.5], [0.1, 0.9], [0.2, 0.8]])
+    assert recognisable_rate(probs) == pytest.approx(0.5)
+    assert recognisable_rate(probs, threshold=0.8) == pytest.approx(0.75)
+    cov = class_coverage(probs)
+    assert cov["histogram"] == pytest.approx([0.5, 0.5])  # argmax ties go to class 0
+    assert cov["entropy"] == pytest.approx(1.0)
+    even = class_coverage(np.arange(100) % 10)
+    assert even["entropy"] == pytest.approx(1.0) and even["min_share"] == even["max_share"] == 0.1
+    collapsed = class_coverage(np.ones(100, int))
+    assert collapsed["entropy"] == 0.0 and collapsed["classes_present"] == 1 and collapsed["max_share"] == 1.0
+    skewed = class_coverage(np.r_[np.zeros(90, int), np.arange(10)])
+    assert skewed["entropy"] == pytest.approx(-(0.91 * np.log(0.91) + 9 * 0.01 * np.log(0.01)) / np.log(10))
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        class_coverage(np.array([0, 10]))
+    with pytest.raises(ValueError, match="threshold"):
+        recognisable_rate(probs, threshold=0)
+
+
+# --------------------------------------------------------------------------- #
+# The shipped classifiers.
+# --------------------------------------------------------------------------- #
+
+
+def _arrays(name, split, n=None):
+    images, labels = [], []
+    for x, y in load_images(name, split, batch_size=2000, with_labels=True):
+        images.append(x.numpy())
+        labels.append(y.numpy())
+    images, labels = np.concatenate(images), np.concatenate(labels)
+    return (images[:n], labels[:n]) if n else (images, labels)
+
+
+@pytest.fixture(scope="module")
+def mnist_test():
+    return _arrays("mnist", "test")
+
+
+def test_weights_are_small_and_in_the_package():
+    for dataset in metrics.CLASSIFIER_DATASETS:
+        path = metrics.classifier_weights_path(dataset)
+        assert path.exists() and path.stat().st_size < 1_000_000
+        assert path.parent.parent.name == "aigc_tf"
+
+
+def test_mnist_classifier_reaches_98_percent(mnist_test):
+    images, labels = mnist_test
+    assert len(images) == 10_000
+    features, probs = classifier_outputs(images, "mnist")
+    assert features.shape == (10_000, 128) and probs.shape == (10_000, 10)
+    assert np.mean(probs.argmax(1) == labels) >= 0.98
+    # Real digits are recognisable and cover the classes evenly.
+    assert recognisable_rate(probs) > 0.95
+    assert class_coverage(probs)["entropy"] > 0.99
+
+
+def test_fashion_classifier_is_accurate():
+    images, labels = _arrays("fashion_mnist", "test", n=3000)
+    _, probs = classifier_outputs(images, "fashion_mnist")
+    assert np.mean(probs.argmax(1) == labels) >= 0.84  # 86.7% on the full test split
+
+
+def test_coverage_detects_a_collapsed_sample_set(mnist_test):
+    images, labels = mnist_test
+    _, p_all = classifier_outputs(images[:2000], "mnist")
+    _, p_ones = classifier_outputs(images[labels == 1][:500], "mnist")
+    full, collapsed = class_coverage(p_all), class_coverage(p_ones)
+    assert full["classes_present"] == 10 and full["entropy"] > 0.95
+    assert collapsed["entropy"] < 0.2 and collapsed["max_share"] > 0.95
+
+
+def test_classifier_fid_orders_sets_sensibly(mnist_test):
+    images, labels = mnist_test
+    real_a, real_b = images[:2000] * 2 - 1, images[2000:4000]
+    noise = np.random.default_rng(0).uniform(-1, 1, size=(2000, 28, 28, 1)).astype(np.float32)
+    ones = images[labels == 1][:1000] * 2 - 1
+    real = metrics.evaluate_samples(real_a, real_b)  # samples in [-1, 1], reference in [0, 1]
+    bad = metrics.evaluate_samples(noise, real_b)
+    collapsed = metrics.evaluate_samples(ones, real_b)
+    assert real["classifier_fid"] < 0.1 * min(collapsed["classifier_fid"], bad["classifier_fid"])
+    assert real["classifier_kid"] < 0.1 * min(collapsed["classifier_kid"], bad["classifier_kid"])
+    assert real["recognisable_rate"] > 0.95 > bad["recognisable_rate"]
+    assert collapsed["coverage"]["classes_present"] <= 3
+
+
+def test_classifier_inputs_are_checked():
+    with pytest.raises(ValueError, match="value_range"):
+        classifier_outputs(np.full((2, 28, 28, 1), -1.0, np.float32), "mnist")  # default range is [0, 1]
+    with pytest.raises(ValueError, match=r"\(N, 28, 28, 1\)"):
+        classifier_outputs(np.zeros((2, 32, 32, 1), np.float32), "mnist")
+    with pytest.raises(ValueError, match="dataset"):
+        metrics.load_classifier("cifar10")
+
+
+# --------------------------------------------------------------------------- #
+# Inception FID: only its offline failure path is testable here.
+# --------------------------------------------------------------------------- #
+
+
+def test_inception_fid_offline_gives_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIGC_OFFLINE", "1")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no cached weights
+    with pytest.raises(RuntimeError, match="InceptionV3 ImageNet weights"):
+        metrics.inception_fid(np.zeros((2, 28, 28, 1)), np.zeros((2, 28, 28, 1)))
+
+
+def test_inception_download_failure_gives_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setenv("AIGC_OFFLINE", "0")
+
+    def no_network(**kwargs):
+        raise OSError("URL fetch failure: no network")
+
+    monkeypatch.setattr(metrics.keras.applications, "InceptionV3", no_network)
+    with pytest.raises(RuntimeError, match="could not load InceptionV3.*no network"):
+        metrics.load_inception()
