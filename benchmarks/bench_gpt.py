@@ -1,0 +1,358 @@
+"""Mini-GPT benchmarks.
+
+Each measurement runs in one process so its numbers compare fairly:
+
+* ``--speed`` (default): generation speed at batch 1, 256 new tokens after a
+  64-token prompt, with the KV cache (one compiled loop; XLA and plain graph)
+  vs without it (the whole context re-run for every token, like nanoGPT).
+* ``--throughput``: training-step throughput (tokens/s) of :class:`aigc_tf.transformer.GPT`
+  vs a plain Keras GPT of the same size built from ``keras.layers.MultiHeadAttention``,
+  for several compile settings (XLA, ``steps_per_execution``).
+* ``--quality``: nanoGPT's README CPU configuration (4 layers, 4 heads, width
+  128, context 64, batch 12, dropout 0, AdamW lr 1e-3 with 100 warm-up steps
+  and cosine decay to 1e-4, weight decay 0.1, beta2 0.99, gradient clipping 1)
+  trained on tiny Shakespeare with nanoGPT's split for a wall-time budget
+  (default 504 s: the time nanoGPT's 10,000 iterations took on a 2-core
+  machine). The validation loss is estimated every ``--eval-every`` seconds
+  on 20 random batches (nanoGPT's ``eval_iters=20``) and at the end on the
+  whole validation text; the curve is printed next to nanoGPT's.
+
+Usage::
+
+    python benchmarks/bench_gpt.py                           # speed
+    python benchmarks/bench_gpt.py --throughput
+    python benchmarks/bench_gpt.py --quality                 # 8 min 24 s of training
+    python benchmarks/bench_gpt.py --quality --budget 60     # a short smoke run
+    python benchmarks/bench_gpt.py --results benchmarks/RESULTS.md   # also append the table
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from keras import layers, ops  # noqa: E402
+
+from aigc_tf.config import get_profile  # noqa: E402
+from aigc_tf.rnn import bits_per_char, evaluate_loss  # noqa: E402
+from aigc_tf.text import CharTokenizer, make_char_dataset, nanogpt_split  # noqa: E402
+from aigc_tf.transformer import GPT  # noqa: E402
+
+HEADER = "| benchmark | machine | profile | time | metric |\n|---|---|---|---|---|\n"
+VOCAB = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # tiny Shakespeare's 65 characters
+
+# nanoGPT's README CPU configuration.
+NANOGPT = dict(num_layers=4, num_heads=4, embed_dim=128, max_len=64, dropout=0.0, use_bias=False, tie_weights=True)
+BATCH, LR, MIN_LR, WARMUP = 12, 1e-3, 1e-4, 100
+
+# nanoGPT measured on a 2-core machine of this kind (torch 2.13 CPU): (iteration, val loss).
+# 2,000 iterations (lr decay over 2,000) took 115.5 s; 10,000 (decay over 10,000) took 504.5 s.
+# Seconds per point are estimated as iteration × (total time / total iterations).
+NANOGPT_2K = [(0, 4.1649), (250, 2.4447), (500, 2.3141), (750, 2.1905), (1000, 2.0528), (1250, 2.0089),
+              (1500, 1.9225), (1750, 1.8921), (2000, 1.8857)]
+NANOGPT_10K = [(0, 4.1649), (1000, 2.1031), (2000, 1.9024), (3000, 1.8290), (4000, 1.7634), (5000, 1.6596),
+               (6000, 1.6744), (7000, 1.5921), (8000, 1.6249), (9000, 1.6012), (10000, 1.5918)]
+NANOGPT_2K_SECONDS, NANOGPT_10K_SECONDS = 115.5, 504.5
+
+
+def machine() -> str:
+    gpus = tf.config.list_physical_devices("GPU")
+    return f"{os.cpu_count()} CPU cores{', ' + str(len(gpus)) + ' GPU' if gpus else ', no GPU'}, {platform.machine()}"
+
+
+def row(benchmark: str, profile: str, seconds: float, metric: str) -> str:
+    return f"| {benchmark} | {machine()} | {profile} | {seconds:.1f} s | {metric} |\n"
+
+
+# ----------------------------------------------------------------------------- (b) generation speed
+
+
+def bench_speed(profile: str, prompt_len: int = 64, new_tokens: int = 256) -> list[str]:
+    """Tokens/s at batch 1: KV cache (XLA loop, graph loop) vs re-running the context for every token."""
+    keras.utils.set_random_seed(0)
+    tok = CharTokenizer(VOCAB)
+    prompt = np.random.default_rng(0).integers(0, tok.vocab_size, prompt_len).astype("int32")
+    rows = []
+    # A context long enough for prompt + new tokens (no cropping), then nanoGPT's context of 64
+    # (past it every token re-runs the window: the cache cannot help with learned absolute positions).
+    for max_len in (prompt_len + new_tokens, NANOGPT["max_len"]):
+        size = {**NANOGPT, "max_len": max_len}
+        model = GPT(tok.vocab_size, tokenizer=tok, seed=0, **size)
+        desc = f"{size['num_layers']}x{size['embed_dim']}, context {max_len}, batch 1, {prompt_len}-token prompt + {new_tokens} new"
+        paths = {"KV cache, XLA loop": dict(use_cache=True, jit_compile=True),
+                 "KV cache, graph loop": dict(use_cache=True, jit_compile=False),
+                 "no cache (re-run context)": dict(use_cache=False)}
+        timings, outputs = {}, {}
+        for name, kw in paths.items():
+            start = time.perf_counter()
+            model.generate(prompt, new_tokens, top_k=1, **kw)  # compile / trace once
+            first = time.perf_counter() - start
+            start = time.perf_counter()
+            outputs[name] = model.generate(prompt, new_tokens, top_k=1, **kw)
+            timings[name] = time.perf_counter() - start
+            print(f"  context {max_len}, {name}: {new_tokens / timings[name]:,.0f} tokens/s (first call {first:.1f} s)", flush=True)
+            rows.append(row(f"GPT generation, {name} ({desc})", profile, timings[name],
+                            f"{new_tokens / timings[name]:,.0f} tokens/s (first call incl. compile {first:.1f} s)"))
+        same = all(np.array_equal(o, outputs["no cache (re-run context)"]) for o in outputs.values())
+        base = timings["no cache (re-run context)"]
+        rows.append(row(f"GPT generation: KV-cache speed-up ({desc})", profile, sum(timings.values()),
+                        f"XLA loop {base / timings['KV cache, XLA loop']:.1f}x, graph loop "
+                        f"{base / timings['KV cache, graph loop']:.1f}x (greedy tokens identical: {same}; target >= 10x)"))
+    return rows
+
+
+# ----------------------------------------------------------------------------- train-step throughput
+
+
+class PositionEmbedding(layers.Layer):
+    """Learned position vectors added to the input (for the plain Keras baseline)."""
+
+    def __init__(self, max_len: int, **kwargs):
+        super().__init__(**kwargs)
+        self.max_len = max_len
+
+    def build(self, input_shape):
+        self.table = self.add_weight(shape=(self.max_len, input_shape[-1]), initializer="random_normal")
+
+    def call(self, x):
+        return x + self.table[None, : ops.shape(x)[1]]
+
+
+def plain_keras_gpt(vocab_size: int, max_len: int, num_layers: int, num_heads: int, embed_dim: int) -> keras.Model:
+    """The same GPT from stock Keras layers: MultiHeadAttention(use_causal_mask=True), biases everywhere, untied head."""
+    ids = keras.Input((max_len,), dtype="int32")
+    x = PositionEmbedding(max_len)(layers.Embedding(vocab_size, embed_dim)(ids))
+    for _ in range(num_layers):
+        h = layers.LayerNormalization(epsilon=1e-5)(x)
+        x = x + layers.MultiHeadAttention(num_heads, embed_dim // num_heads)(h, h, use_causal_mask=True)
+        h = layers.LayerNormalization(epsilon=1e-5)(x)
+        x = x + layers.Dense(embed_dim)(layers.Dense(4 * embed_dim, activation="gelu")(h))
+    x = layers.LayerNormalization(epsilon=1e-5)(x)
+    return keras.Model(ids, layers.Dense(vocab_size, use_bias=False)(x))
+
+
+def bench_throughput(profile: str, steps: int = 200, repeats: int = 3) -> list[str]:
+    """Train-step tokens/s: GPT vs plain Keras GPT, under several compile settings (best of ``repeats``)."""
+    size = {**NANOGPT, "use_bias": True, "tie_weights": False}  # what the plain Keras layers have
+    T = size["max_len"]
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 65, (steps * BATCH, T)).astype("int32")
+    y = rng.integers(0, 65, (steps * BATCH, T)).astype("int32")
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH, drop_remainder=True).cache().prefetch(tf.data.AUTOTUNE)
+    settings = {"graph, 1 step/call": dict(jit_compile=False, steps_per_execution=1),
+                "XLA, 1 step/call": dict(jit_compile=True, steps_per_execution=1),
+                "XLA, 50 steps/call": dict(jit_compile=True, steps_per_execution=50)}
+    rows, results = [], {}
+    for setting, flags in settings.items():
+        for name in ("GPT", "plain Keras"):
+            keras.utils.set_random_seed(0)
+            model = GPT(65, seed=0, **size) if name == "GPT" else plain_keras_gpt(65, T, size["num_layers"],
+                                                                                  size["num_heads"], size["embed_dim"])
+            model(x[:1])
+            model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                          **flags)
+            model.fit(ds.take(50), epochs=1, verbose=0)  # trace/compile
+            best, best_cpu = math.inf, math.inf
+            for _ in range(repeats):
+                start, cpu_start = time.perf_counter(), time.process_time()
+                model.fit(ds, epochs=1, verbose=0)
+                best, best_cpu = min(best, time.perf_counter() - start), min(best_cpu, time.process_time() - cpu_start)
+            results[(setting, name)] = steps * BATCH * T / best
+            print(f"  {setting:22s} {name:12s} {results[(setting, name)]:9,.0f} tokens/s "
+                  f"({1000 * best / steps:.1f} ms/step, {1000 * best_cpu / steps:.1f} CPU-ms/step, "
+                  f"{model.count_params():,} params)", flush=True)
+            rows.append(row(f"GPT train step, {name}, {setting} (batch {BATCH}x{T}, {steps} steps, best of {repeats})",
+                            profile, best, f"{results[(setting, name)]:,.0f} tokens/s ({1000 * best / steps:.1f} ms/step, "
+                                           f"{1000 * best_cpu / steps:.1f} CPU-ms/step; nanoGPT ~50 ms/iter, ~100 CPU-ms/iter)"))
+    for setting in settings:
+        rows.append(row(f"GPT train step: GPT / plain Keras throughput, {setting}", profile, 0.0,
+                        f"{results[(setting, 'GPT')] / results[(setting, 'plain Keras')]:.2f}x (target >= 1.0x)"))
+    return rows
+
+
+# ----------------------------------------------------------------------------- (a) quality at equal wall time
+
+
+class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """nanoGPT's learning rate: linear warm-up for ``warmup`` steps, then cosine decay to ``min_lr``.
+
+    nanoGPT decays over a fixed number of iterations. A time-budgeted run does
+    not know that number in advance, so ``decay_steps`` is a variable that
+    :class:`TimeBudget` keeps updated with the iterations expected by the end
+    of the budget (measured speed × remaining time).
+    """
+
+    def __init__(self, lr: float = LR, min_lr: float = MIN_LR, warmup: int = WARMUP, decay_steps: int = 10_000):
+        self.lr, self.min_lr, self.warmup = lr, min_lr, warmup
+        self.decay_steps = keras.Variable(float(decay_steps), trainable=False, name="decay_steps")
+
+    def __call__(self, step):
+        step = ops.cast(step, "float32")
+        warm = self.lr * (step + 1.0) / (self.warmup + 1.0)
+        progress = ops.clip((step - self.warmup) / ops.maximum(self.decay_steps - self.warmup, 1.0), 0.0, 1.0)
+        cosine = self.min_lr + 0.5 * (1.0 + ops.cos(math.pi * progress)) * (self.lr - self.min_lr)
+        return ops.where(step < self.warmup, warm, cosine)
+
+    def get_config(self):
+        return {"lr": self.lr, "min_lr": self.min_lr, "warmup": self.warmup, "decay_steps": int(self.decay_steps.numpy())}
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop after ``budget`` seconds; estimate the validation loss every ``eval_every`` seconds.
+
+    Also re-estimates the schedule's ``decay_steps`` so the cosine reaches its
+    minimum at the end of the budget. With ``steps_per_execution = k`` the
+    callback runs every k steps.
+    """
+
+    def __init__(self, budget: float, eval_every: float, evaluate, schedule: WarmupCosine):
+        super().__init__()
+        self.budget, self.eval_every, self.evaluate, self.schedule = budget, eval_every, evaluate, schedule
+        self.curve: list[tuple[float, int, float]] = []  # (seconds, iterations, val loss)
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
+        self.next_eval = 0.0
+        self.rate_from = None  # (time, iterations) after the first compiled call, to measure the speed
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        elapsed = now - self.start
+        it = int(self.model.optimizer.iterations.numpy())
+        if self.rate_from is None:
+            self.rate_from = (now, it)
+        elif now > self.rate_from[0]:
+            rate = (it - self.rate_from[1]) / (now - self.rate_from[0])  # iterations per second, evals included
+            self.schedule.decay_steps.assign(float(it + rate * max(0.0, self.budget - elapsed)))
+        if elapsed >= self.next_eval or elapsed >= self.budget:
+            val = self.evaluate()
+            self.curve.append((elapsed, it, val))
+            lr = float(self.schedule(it))
+            print(f"  {elapsed:6.1f} s  cpu {time.process_time() - self.cpu_start:6.1f} s  iter {it:6d}  lr {lr:.2e}  "
+                  f"train loss {float(logs['loss']):.3f}  val loss (20 batches) {val:.4f}", flush=True)
+            self.next_eval = elapsed + self.eval_every
+        if elapsed >= self.budget:
+            self.model.stop_training = True
+
+
+def nanogpt_interpolate(seconds: float) -> float:
+    """nanoGPT's 10k-iteration val curve at a given wall time (piecewise linear in estimated seconds)."""
+    xs = [it * NANOGPT_10K_SECONDS / 10000 for it, _ in NANOGPT_10K]
+    return float(np.interp(seconds, xs, [v for _, v in NANOGPT_10K]))
+
+
+def bench_quality(profile: str, budget: float, eval_every: float, steps_per_execution: int) -> list[str]:
+    """Val loss vs wall time for nanoGPT's CPU configuration; nanoGPT's own curve alongside."""
+    keras.utils.set_random_seed(1337)
+    train_text, val_text = nanogpt_split()
+    tok = CharTokenizer.from_text(train_text + val_text)
+    T = NANOGPT["max_len"]
+    train_ids, val_ids = tok.encode(train_text), tok.encode(val_text)
+    # Every offset is a window start (nanoGPT samples random offsets), shuffled.
+    train = make_char_dataset(train_ids, T, BATCH, stride=1, shuffle=True, seed=1337).repeat()
+
+    model = GPT(tok.vocab_size, tokenizer=tok, seed=1337, **NANOGPT)
+    schedule = WarmupCosine()
+    optimizer = keras.optimizers.AdamW(schedule, beta_1=0.9, beta_2=0.99, weight_decay=0.1, global_clipnorm=1.0)
+    optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])  # as nanoGPT: decay only matrices
+    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                  jit_compile=True, steps_per_execution=steps_per_execution)
+    model(val_ids[None, :T])
+
+    # nanoGPT's estimate: eval_iters=20 random batches of 12 windows.
+    eval_rng = np.random.default_rng(0)
+
+    @tf.function(jit_compile=True)
+    def val_loss_of(x, y):
+        return ops.mean(keras.losses.sparse_categorical_crossentropy(y, model(x), from_logits=True))
+
+    def estimate() -> float:
+        starts = eval_rng.integers(0, len(val_ids) - T, 20 * BATCH)
+        windows = np.stack([val_ids[s: s + T + 1] for s in starts])
+        return float(val_loss_of(windows[:, :-1], windows[:, 1:]))
+
+    budget_cb = TimeBudget(budget, eval_every, estimate, schedule)
+    start, cpu_start = time.perf_counter(), time.process_time()
+    model.fit(train, steps_per_epoch=10**8, epochs=1, verbose=0, shuffle=False, callbacks=[budget_cb])
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    iterations = int(model.optimizer.iterations.numpy())
+    # The whole validation text in non-overlapping windows of 64.
+    full = evaluate_loss(model, make_char_dataset(val_ids, T, 256, shuffle=False, drop_remainder=False))["loss"]
+    est = budget_cb.curve[-1][2]
+    print(model.generate("ROMEO:", 300, temperature=0.8, top_k=40, seed=0))
+
+    print("\nval loss vs wall time (ours; nanoGPT's 10k-iteration run interpolated at the same time)")
+    print(f"{'seconds':>8} {'iters':>7} {'ours':>7} {'nanoGPT':>8}")
+    for s, it, v in budget_cb.curve:
+        print(f"{s:8.1f} {it:7d} {v:7.4f} {nanogpt_interpolate(s):8.4f}")
+    for name, curve, total, n in (("2,000", NANOGPT_2K, NANOGPT_2K_SECONDS, 2000),
+                                  ("10,000", NANOGPT_10K, NANOGPT_10K_SECONDS, 10000)):
+        points = ", ".join(f"{v:.3f} @ {it * total / n:.0f} s" for it, v in curve)
+        print(f"nanoGPT {name}-iteration run (estimated seconds): {points}")
+
+    curve_text = "; ".join(f"{v:.3f} @ {s:.0f} s" for s, _, v in budget_cb.curve)
+    nano_at = nanogpt_interpolate(seconds)
+    return [
+        row(f"GPT quality, nanoGPT CPU config ({model.count_params():,} params, {iterations} iters of {BATCH}x{T}, "
+            f"XLA, {steps_per_execution} steps/call), budget {budget:.0f} s, {1000 * cpu_seconds / iterations:.0f} CPU-ms/iter "
+            f"(nanoGPT: 100)", profile, seconds,
+            f"val loss {full:.4f} nats/char on the whole val text ({bits_per_char(full):.2f} bpc), "
+            f"{est:.4f} on 20 random batches; nanoGPT at this wall time {nano_at:.3f} "
+            f"(1.886 @ 115 s, 1.592 @ 504 s); target <= 1.59 at 504 s"),
+        row("GPT quality: val curve (20-batch estimate @ seconds)", profile, seconds, curve_text),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--speed", action="store_true", help="generation speed (default if no mode given)")
+    parser.add_argument("--throughput", action="store_true", help="train-step throughput vs plain Keras GPT")
+    parser.add_argument("--quality", action="store_true", help="time-budgeted training in nanoGPT's CPU configuration")
+    parser.add_argument("--budget", type=float, default=NANOGPT_10K_SECONDS,
+                        help="quality: training seconds (default 504.5 = nanoGPT's 10,000 iterations here)")
+    parser.add_argument("--eval-every", type=float, default=30.0, help="quality: seconds between val estimates")
+    parser.add_argument("--steps-per-execution", type=int, default=50, help="quality: train steps per compiled call")
+    parser.add_argument("--profile", default=None, help="smoke | cpu | gpu, recorded in the table (default: $AIGC_PROFILE or by hardware)")
+    parser.add_argument("--results", type=Path, default=None, help="append the rows to this markdown file")
+    args = parser.parse_args(argv)
+    profile = args.profile or get_profile()
+    if not (args.speed or args.throughput or args.quality):
+        args.speed = True
+
+    rows: list[str] = []
+    if args.speed:
+        rows += bench_speed(profile)
+    if args.throughput:
+        rows += bench_throughput(profile)
+    if args.quality:
+        rows += bench_quality(profile, args.budget, args.eval_every, args.steps_per_execution)
+    table = HEADER + "".join(rows)
+    # The cores may be shared: record how busy the machine was alongside the numbers.
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(table)
+    if args.results:
+        new_file = not args.results.exists() or not args.results.read_text().strip()
+        with args.results.open("a") as f:
+            if new_file:
+                f.write("# Benchmark results\n")
+            f.write(
+                f"\n## bench_gpt.py ({time.strftime('%Y-%m-%d')}, TF {tf.__version__}, Keras {keras.__version__}, "
+                f"1-min load average {load:.1f} at the end)\n\n"
+            )
+            f.write(table)
+
+
+if __name__ == "__main__":
+    main()
