@@ -29,6 +29,7 @@ the same tokens.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -389,6 +390,7 @@ class GPT(keras.Model):
         # Model-owned randomness: one stream for dropout, one for sampling.
         self.dropout_seed = keras.random.SeedGenerator(seed)
         self.sampling_seed = keras.random.SeedGenerator(None if seed is None else seed + 1)
+        self._compiled_functions: dict = {}  # see _compiled
 
     def build(self, input_shape: tuple = (None, None)) -> None:
         hidden = tuple(input_shape[:2]) + (self.embed_dim,)
@@ -531,7 +533,7 @@ class GPT(keras.Model):
         """
         return self._step(token, state)
 
-    def _generate_cached(self, context, length, num_tokens, buffer_size, temperature, top_k, top_p):
+    def _generate_cached(self, context, length, num_tokens, temperature, top_p, *, buffer_size, top_k):
         """Read the prompt, then sample ``num_tokens`` tokens in one compiled loop.
 
         ``context`` (B, max_len) is the prompt zero-padded, ``length`` its
@@ -551,13 +553,19 @@ class GPT(keras.Model):
         loop_vars = (ops.zeros((), "int32"), logits, state, tokens)
         return ops.while_loop(lambda i, *_: i < num_tokens, body, loop_vars)[3]
 
-    @tf.function(reduce_retracing=True, jit_compile=True)
-    def _generate_cached_xla(self, *args):
-        return self._generate_cached(*args)
+    def _compiled(self, key: tuple, python_function: Any, jit_compile: bool = False) -> Any:
+        """One ``tf.function`` per decoding setting (sampler, XLA, buffer size), traced once each.
 
-    @tf.function(reduce_retracing=True)
-    def _generate_cached_graph(self, *args):
-        return self._generate_cached(*args)
+        ``top_k`` and the buffer size fix static shapes, so each setting is its
+        own compiled program; keeping them apart avoids retracing one function
+        back and forth when settings alternate. (``python_function`` is a
+        ``functools.partial``: TensorFlow then counts the traces of each
+        setting separately and does not report the first trace of every new
+        setting as excessive retracing.)
+        """
+        if key not in self._compiled_functions:
+            self._compiled_functions[key] = tf.function(python_function, reduce_retracing=True, jit_compile=jit_compile)
+        return self._compiled_functions[key]
 
     # ---------------------------------------------- uncached decoding (reference)
 
@@ -565,8 +573,7 @@ class GPT(keras.Model):
     def _last_logits(self, ids: Any) -> Any:
         return self(ids, training=False)[:, -1, :]
 
-    @tf.function(reduce_retracing=True)
-    def _sample_only(self, logits, temperature, top_k, top_p):
+    def _sample_only(self, logits, temperature, top_p, *, top_k):
         return sampling._sample(logits, temperature, top_k, top_p, seed=self.sampling_seed)
 
     # ------------------------------------------------------------- generation
@@ -638,15 +645,18 @@ class GPT(keras.Model):
             buffer_size = 16
             while buffer_size < max_new_tokens:  # powers of two: few distinct compiled shapes
                 buffer_size *= 2
-            loop = self._generate_cached_xla if jit_compile else self._generate_cached_graph
+            key = ("generate", bool(jit_compile), k, p is None, buffer_size)
+            loop = self._compiled(key, functools.partial(self._generate_cached, buffer_size=buffer_size, top_k=k),
+                                  jit_compile=bool(jit_compile))
             new = loop(tf.constant(padded), tf.constant(context.shape[1], tf.int32),
-                       tf.constant(int(max_new_tokens), tf.int32), buffer_size, temp, k, p)
+                       tf.constant(int(max_new_tokens), tf.int32), temp, p)
             new = new.numpy()[:, :max_new_tokens]
         else:
+            sample = self._compiled(("sample", k, p is None), functools.partial(self._sample_only, top_k=k))
             text = ids
             for _ in range(max_new_tokens):
                 logits = self._last_logits(tf.constant(text[:, -self.max_len:]))
-                next_ids = self._sample_only(logits, temp, k, p).numpy()
+                next_ids = sample(logits, temp, p).numpy()
                 text = np.concatenate([text, next_ids[:, None].astype(np.int32)], axis=1)
             new = text[:, ids.shape[1]:]
         return CharRNN._format_output(self, np.concatenate([ids, new.astype(np.int32)], axis=1), was_1d, as_str)
