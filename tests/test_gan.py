@@ -461,3 +461,43 @@ def test_short_mnist_training_lowers_classifier_fid():
     model.fit(train, epochs=2, verbose=0)  # 192 steps
     after = fid()
     assert after < 0.6 * before, (before, after)
+
+
+# --------------------------------------------------------------------------- #
+# The game's theory (checked numerically; notebook 01 section 1).
+# --------------------------------------------------------------------------- #
+
+
+def test_optimal_discriminator_minimises_the_expected_d_loss_pointwise():
+    """For fixed x, E loss = p_data(x) softplus(-l) + p_g(x) softplus(l) is minimal at
+    sigmoid(l) = D*(x) = p_data(x) / (p_data(x) + p_g(x))."""
+    from scipy import stats
+
+    xs = np.linspace(-3, 5, 9)
+    p_data, p_g = stats.norm.pdf(xs, 2.0, 0.5), stats.norm.pdf(xs, 0.0, 1.0)
+    grid = np.linspace(-30, 30, 60001).astype(np.float32)
+    for x, pd, pg in zip(xs, p_data, p_g):
+        # discriminator_loss(real, fake) with the same logit l, weighted by the densities
+        real_part = np.array(discriminator_loss(grid[:, None], np.full((len(grid), 1), -1e4, np.float32)))
+        fake_part = np.array(discriminator_loss(np.full((len(grid), 1), 1e4, np.float32), grid[:, None]))
+        best = grid[np.argmin(pd * real_part + pg * fake_part)]
+        assert special.expit(best) == pytest.approx(pd / (pd + pg), abs=1e-3)
+
+
+def test_game_value_at_the_optimal_discriminator_is_jensen_shannon():
+    """max_D V(D, G) = -log 4 + 2 JSD(p_data || p_g), by quadrature on a 1-D toy."""
+    from scipy import integrate, stats
+
+    p_data, p_g = stats.norm(2.0, 0.5).pdf, stats.norm(0.0, 1.0).pdf
+
+    def d_star(x):
+        return p_data(x) / (p_data(x) + p_g(x))
+
+    value = integrate.quad(lambda x: p_data(x) * np.log(d_star(x)) + p_g(x) * np.log(1 - d_star(x)), -12, 14, limit=200)[0]
+    m = lambda x: 0.5 * (p_data(x) + p_g(x))  # noqa: E731
+    kl = lambda p, x: p(x) * np.log(p(x) / m(x))  # noqa: E731
+    jsd = 0.5 * integrate.quad(lambda x: kl(p_data, x), -12, 14, limit=200)[0] + 0.5 * integrate.quad(
+        lambda x: kl(p_g, x), -12, 14, limit=200
+    )[0]
+    assert value == pytest.approx(-np.log(4) + 2 * jsd, abs=1e-6)
+    assert 0 < jsd < np.log(2)
