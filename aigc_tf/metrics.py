@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -80,10 +81,15 @@ def frechet_distance_from_moments(mu_a, sigma_a, mu_b, sigma_b, eps: float = 1e-
     mu_a, mu_b = np.asarray(mu_a, np.float64), np.asarray(mu_b, np.float64)
     sigma_a, sigma_b = np.asarray(sigma_a, np.float64), np.asarray(sigma_b, np.float64)
     diff = mu_a - mu_b
-    covmean = linalg.sqrtm(sigma_a @ sigma_b)
-    if not np.all(np.isfinite(covmean)):
-        offset = np.eye(len(sigma_a)) * eps
-        covmean = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
+    with warnings.catch_warnings():
+        # A singular product (rank-deficient features, e.g. dead ReLUs on poor
+        # samples) makes sqrtm warn; the square root is still finite and accurate
+        # enough, and the non-finite case is handled below.
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(sigma_a @ sigma_b)
+        if not np.all(np.isfinite(covmean)):
+            offset = np.eye(len(sigma_a)) * eps
+            covmean = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
     # The product of two PSD matrices has real, non-negative eigenvalues; round-off
     # leaves tiny imaginary parts (and tiny negative eigenvalues), which we drop.
     covmean = np.real(covmean)
