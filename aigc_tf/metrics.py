@@ -249,7 +249,8 @@ def class_coverage(predictions: Any, num_classes: int | None = None) -> dict[str
         raise ValueError(f"labels must lie in [0, {num_classes}), got [{labels.min()}, {labels.max()}].")
     share = np.bincount(labels, minlength=num_classes) / len(labels)
     nonzero = share[share > 0]
-    entropy = float(-(nonzero * np.log(nonzero)).sum() / np.log(num_classes)) if num_classes > 1 else 1.0
+    # + 0.0 turns the -0.0 of a single class into 0.0
+    entropy = float(-(nonzero * np.log(nonzero)).sum() / np.log(num_classes)) + 0.0 if num_classes > 1 else 1.0
     return {
         "histogram": share.tolist(),
         "entropy": entropy,
