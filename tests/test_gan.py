@@ -501,3 +501,13 @@ def test_game_value_at_the_optimal_discriminator_is_jensen_shannon():
     )[0]
     assert value == pytest.approx(-np.log(4) + 2 * jsd, abs=1e-6)
     assert 0 < jsd < np.log(2)
+
+
+def test_toy_log_density_ratio_is_the_quadratic_used_in_notebook_01():
+    """log N(x; 2, 0.5^2) - log N(x; 0, 1) = (log 2 - 8) + 8 x - 1.5 x^2: a logit
+    quadratic in x represents D* exactly."""
+    from scipy import stats
+
+    x = np.linspace(-3, 5, 17)
+    ratio = stats.norm.logpdf(x, 2.0, 0.5) - stats.norm.logpdf(x, 0.0, 1.0)
+    np.testing.assert_allclose(ratio, np.log(2) - 8 + 8 * x - 1.5 * x**2, atol=1e-10)
