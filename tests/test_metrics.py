@@ -260,6 +260,7 @@ def test_inception_fid_offline_gives_a_clear_error(monkeypatch, tmp_path):
 
 def test_inception_download_failure_gives_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("AIGC_OFFLINE", "0")
+    monkeypatch.delenv("CI", raising=False)  # CI=true also means offline
 
     def no_network(**kwargs):
         raise OSError("URL fetch failure: no network")
