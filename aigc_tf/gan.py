@@ -33,6 +33,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from aigc_tf._common import check_image_shape, global_batch_size, images_of, replica
+
 # --------------------------------------------------------------------------- #
 # Losses, as plain functions of logits (per example, no reduction).
 # --------------------------------------------------------------------------- #
@@ -247,7 +249,7 @@ class DCGAN(keras.Model):
         **kwargs: passed to ``keras.Model`` (e.g. ``name``).
         """
         super().__init__(**kwargs)
-        image_shape = _check_image_shape(image_shape)
+        image_shape = check_image_shape(image_shape)
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, (int, np.integer)):
             raise TypeError(f"latent_dim must be an int, got {latent_dim!r}.")
         if latent_dim <= 0:
@@ -397,7 +399,7 @@ class DCGAN(keras.Model):
 
     def _unpack(self, data):
         """Images and labels (None for DCGAN) of a training batch, shape-checked."""
-        images = _images_of(data)
+        images = images_of(data)
         _check_static_shape(images, self.image_shape)
         return ops.cast(images, "float32"), None
 
@@ -408,18 +410,17 @@ class DCGAN(keras.Model):
         identical) seed state and keeps its own slice; drawing only the local
         batch would hand every replica the same z.
         """
-        ctx = tf.distribute.get_replica_context()
-        replicas = ctx.num_replicas_in_sync if ctx is not None else 1
+        index, replicas = replica()
         z = keras.random.normal((batch_size * replicas, self.latent_dim), seed=self.seed_generator)
         if replicas == 1:
             return z
-        start = ctx.replica_id_in_sync_group * batch_size
+        start = index * batch_size
         return z[start : start + batch_size]
 
     def train_step(self, data):
         real, labels = self._unpack(data)
         batch = ops.shape(real)[0]
-        global_batch = ops.cast(_global_batch_size(real), "float32")
+        global_batch = ops.cast(global_batch_size(real), "float32")
 
         # 1. Discriminator step: gradients w.r.t. D's weights only.
         fake = self.generator(self._g_inputs(self._latents(batch), labels), training=True)
@@ -714,18 +715,8 @@ class ConditionalGAN(DCGAN):
 # --------------------------------------------------------------------------- #
 
 
-def _images_of(data):
-    """The images of a batch that may be ``x``, ``(x,)`` or ``(x, y[, w])``."""
-    if isinstance(data, (tuple, list)):
-        return data[0]
-    return data
 
 
-def _global_batch_size(x):
-    """Local batch size times the number of replicas training in sync."""
-    ctx = tf.distribute.get_replica_context()
-    num = ctx.num_replicas_in_sync if ctx is not None else 1
-    return ops.shape(x)[0] * num
 
 
 def _dense(grads):
@@ -741,14 +732,6 @@ def _loss_scaled(optimizer):
     return keras.optimizers.LossScaleOptimizer(optimizer)
 
 
-def _check_image_shape(image_shape) -> tuple[int, int, int]:
-    try:
-        shape = tuple(int(d) for d in image_shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"image_shape must be (H, W, C) ints, got {image_shape!r}.") from None
-    if len(shape) != 3 or min(shape) <= 0:
-        raise ValueError(f"image_shape must be (H, W, C) with positive ints, got {image_shape!r}.")
-    return shape
 
 
 def _check_filters(filters, name: str) -> tuple[int, ...]:

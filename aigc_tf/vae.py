@@ -38,6 +38,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from aigc_tf._common import check_image_shape, global_batch_size, images_of, replica
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
@@ -275,7 +277,7 @@ class VAE(keras.Model):
         **kwargs: passed to ``keras.Model`` (e.g. ``name``).
         """
         super().__init__(**kwargs)
-        image_shape = _check_image_shape(image_shape)
+        image_shape = check_image_shape(image_shape)
         if isinstance(latent_dim, bool) or not isinstance(latent_dim, (int, np.integer)):
             raise TypeError(f"latent_dim must be an int, got {latent_dim!r}.")
         if latent_dim <= 0:
@@ -349,7 +351,7 @@ class VAE(keras.Model):
             ``-log p(x | z)`` summed over pixels and channels, and the closed-form KL.
         """
         z_mean, z_log_var = self.encoder(x, training=training)
-        replica_index, num_replicas = _replica()
+        replica_index, num_replicas = replica()
         z = self.sampling((z_mean, z_log_var), replica_index=replica_index, num_replicas=num_replicas)
         logits = self.decoder(z, training=training)
         reconstruction = -bernoulli_log_likelihood(x, logits)
@@ -367,14 +369,14 @@ class VAE(keras.Model):
         return {m.name: m.result() for m in self.metrics}
 
     def train_step(self, data):
-        x = _images_of(data)
+        x = images_of(data)
         with tf.GradientTape() as tape:
             reconstruction, kl = self.per_example_losses(x, training=True)
             loss = reconstruction + self.beta * kl
             # Average over the GLOBAL batch: replica gradients are summed across
             # devices, so each replica divides by (local batch x replicas). A plain
             # mean would take num_replicas times too large a step.
-            scaled = ops.sum(loss) / ops.cast(_global_batch_size(x), loss.dtype)
+            scaled = ops.sum(loss) / ops.cast(global_batch_size(x), loss.dtype)
             # Identity in float32; multiplies by the loss scale under mixed_float16.
             scaled = self.optimizer.scale_loss(scaled)
         grads = tape.gradient(scaled, self.trainable_variables)
@@ -382,7 +384,7 @@ class VAE(keras.Model):
         return self._update_trackers(reconstruction, kl, loss)
 
     def test_step(self, data):
-        x = _images_of(data)
+        x = images_of(data)
         reconstruction, kl = self.per_example_losses(x, training=False)
         return self._update_trackers(reconstruction, kl, reconstruction + self.beta * kl)
 
@@ -422,7 +424,7 @@ class VAE(keras.Model):
                 )
             # One element is cheap to read and catches the common 0..255 mistake.
             for element in x.take(1):
-                _check_range(_images_of(element), name)
+                _check_range(images_of(element), name)
         elif isinstance(x, tuple) and x:
             self._check_input(x[0], name)
         elif x is not None and hasattr(x, "shape"):
@@ -605,7 +607,7 @@ class VAE(keras.Model):
         if isinstance(x, tf.data.Dataset):
             self._check_input(x, "x")
             for element in x:
-                xb = _images_of(element)
+                xb = images_of(element)
                 if xb.shape.rank == 3:  # an unbatched dataset
                     xb = xb[None]
                 _check_range(xb, "x")
@@ -667,7 +669,7 @@ def binarize(dataset: tf.data.Dataset, *, seed: int = 0, dynamic: bool = True) -
         raise TypeError(f"seed must be an int, got {seed!r}.")
 
     def sample(element, pair_seed):
-        images = _images_of(element)
+        images = images_of(element)
         u = tf.random.stateless_uniform(tf.shape(images), seed=pair_seed)
         binary = tf.cast(u < tf.cast(images, tf.float32), tf.float32)
         if isinstance(element, tuple):
@@ -690,34 +692,12 @@ def binarize(dataset: tf.data.Dataset, *, seed: int = 0, dynamic: bool = True) -
 # --------------------------------------------------------------------------- #
 
 
-def _images_of(data):
-    """The images of a batch that may be ``x``, ``(x,)`` or ``(x, y[, w])``."""
-    if isinstance(data, (tuple, list)):
-        return data[0]
-    return data
 
 
-def _replica():
-    """``(replica index, number of replicas in sync)``; ``(0, 1)`` without a strategy."""
-    context = tf.distribute.get_replica_context()
-    if context is None:  # cross-replica context: not inside a replica's step
-        return 0, 1
-    return context.replica_id_in_sync_group, context.num_replicas_in_sync
 
 
-def _global_batch_size(x):
-    """Local batch size times the number of replicas training in sync."""
-    return ops.shape(x)[0] * _replica()[1]
 
 
-def _check_image_shape(image_shape) -> tuple[int, int, int]:
-    try:
-        shape = tuple(int(d) for d in image_shape)
-    except (TypeError, ValueError):
-        raise TypeError(f"image_shape must be (H, W, C) ints, got {image_shape!r}.") from None
-    if len(shape) != 3 or min(shape) <= 0:
-        raise ValueError(f"image_shape must be (H, W, C) with positive ints, got {image_shape!r}.")
-    return shape
 
 
 def _check_range(images, name: str) -> None:
