@@ -7,35 +7,17 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import keras
 import numpy as np
 
 from aigc_tf.gan import DCGAN, ConditionalGAN
+from subprocess_utils import run_python_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(latent_dim=8, image_shape=(16, 16, 1), generator_filters=(16, 8), discriminator_filters=(8, 16))
 
-
-def run_python(code: str, *args: str, timeout: int = 300) -> dict:
-    """Run ``code`` in a fresh interpreter; it prints one JSON line last."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def blobs(n: int, seed: int = 0) -> np.ndarray:
@@ -74,7 +56,7 @@ def test_save_load_round_trip_restores_outputs_and_both_optimizers(tmp_path):
         )
         refs[name] = (len(model.d_optimizer.variables), len(model.g_optimizer.variables))
 
-    out = run_python(
+    out = run_python_json(
         """
         import json, sys
         import numpy as np, keras
@@ -127,7 +109,7 @@ def test_mirrored_strategy_matches_a_single_device_run():
     the noise (each replica takes its own slice of the global draw) and the
     synchronized BatchNorm of the generator.
     """
-    out = run_python(
+    out = run_python_json(
         """
         import json
         import tensorflow as tf

@@ -2,10 +2,6 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import keras
@@ -16,6 +12,7 @@ from scipy import stats
 
 from aigc_tf.rnn import CharRNN, bits_per_char, evaluate_loss, perplexity
 from aigc_tf.text import CharTokenizer, make_char_dataset
+from subprocess_utils import run_python
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = "to be, or not to be: that is the question. " * 8
@@ -37,14 +34,6 @@ def compiled(model, **kw):
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **kw)
     return model
 
-
-def run_python(code: str, timeout: int = 240) -> str:
-    """Run code in a fresh interpreter that can import only the package (no test helpers)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=str(REPO))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
 
 
 # ------------------------------------------------------------------------- forward pass

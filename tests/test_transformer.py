@@ -2,10 +2,6 @@
 
 import json
 import math
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import keras
@@ -16,6 +12,7 @@ import tensorflow as tf
 from aigc_tf.rnn import evaluate_loss
 from aigc_tf.text import CharTokenizer, make_char_dataset
 from aigc_tf.transformer import GPT, CausalSelfAttention, TransformerBlock
+from subprocess_utils import run_python
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = "to be, or not to be: that is the question. " * 8
@@ -54,14 +51,6 @@ def reference_greedy(model, ids, n):
         ids = np.concatenate([ids, logits.argmax(-1).astype("int32")[:, None]], axis=1)
     return ids
 
-
-def run_python(code: str, timeout: int = 300) -> str:
-    """Run code in a fresh interpreter that can import only the package (no test helpers)."""
-    env = dict(os.environ, PYTHONPATH=str(REPO), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env=env, timeout=timeout, cwd=str(REPO))
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
 
 
 # ------------------------------------------------------------------------- attention

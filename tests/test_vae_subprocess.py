@@ -8,10 +8,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 import keras
@@ -19,24 +15,11 @@ import numpy as np
 import pytest
 
 from aigc_tf.vae import VAE
+from subprocess_utils import run_python_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(image_shape=(16, 16, 1), latent_dim=4, filters=(8, 16), dense_units=32)
 
-
-def run_python(code: str, *args: str, timeout: int = 240) -> dict:
-    """Run ``code`` in a fresh interpreter; it prints one JSON line last."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=ROOT,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def bars(n: int, seed: int = 0) -> np.ndarray:
@@ -64,7 +47,7 @@ def test_save_load_round_trip_restores_outputs_and_optimizer(tmp_path):
         logits=np.asarray(model.decoder(z_mean)),
         **{f"opt{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)},
     )
-    out = run_python(
+    out = run_python_json(
         """
         import json, sys
         import numpy as np, keras
@@ -108,7 +91,7 @@ def test_save_load_round_trip_restores_outputs_and_optimizer(tmp_path):
 
 def test_mirrored_strategy_step_equals_single_device():
     # The real model, noise included: both runs draw the same 8 x latent noise matrix.
-    out = run_python(
+    out = run_python_json(
         """
         import json
         import tensorflow as tf
