@@ -17,6 +17,12 @@ One training step (:meth:`DCGAN.train_step`):
    ``1 - label_smoothing``) plus the fake batch (target 0); gradient w.r.t. D's
    weights only.
 2. G step: new z; G loss = BCE(1, D(G(z))); gradient w.r.t. G's weights only.
+3. Weight averaging: an exponential moving average of G's weights is updated
+   (Yazici et al., 2019, "The unusual effectiveness of averaging in GAN
+   training"; Karras et al., 2018). The averaged generator is the one
+   :meth:`DCGAN.generate` samples from: the raw G jitters around the
+   equilibrium as D and G chase each other, the average sits nearer its centre
+   and draws cleaner samples.
 
 Images live in [-1, 1] (tanh output): load data with
 ``aigc_tf.data.load_images(..., value_range=(-1, 1))``, and show samples with
@@ -235,6 +241,7 @@ class DCGAN(keras.Model):
         discriminator_filters: Sequence[int] = (64, 128),
         dropout: float = 0.3,
         label_smoothing: float = 0.0,
+        ema_decay: float = 0.999,
         seed: int | None = None,
         **kwargs: Any,
     ) -> None:
@@ -245,6 +252,11 @@ class DCGAN(keras.Model):
         discriminator_filters: see :func:`make_discriminator`.
         dropout: D's dropout rate, in [0, 1).
         label_smoothing: one-sided smoothing of D's real targets, in [0, 1).
+        ema_decay: decay d of the moving average of G's weights, in [0, 1);
+            0 turns averaging off. Step t uses min(d, (1 + t) / (10 + t)), as
+            ``tf.train.ExponentialMovingAverage(num_updates=t)`` does, so the
+            average follows G closely early on instead of remembering the
+            random initial weights.
         seed: seed of the model's noise generators (``None``: from the global seed).
         **kwargs: passed to ``keras.Model`` (e.g. ``name``).
         """
@@ -266,6 +278,8 @@ class DCGAN(keras.Model):
             raise ValueError(f"dropout must be in [0, 1), got {dropout}.")
         if not 0.0 <= float(label_smoothing) < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
+        if isinstance(ema_decay, bool) or not 0.0 <= float(ema_decay) < 1.0:
+            raise ValueError(f"ema_decay must be a float in [0, 1) (0: no averaging), got {ema_decay!r}.")
 
         self.latent_dim = int(latent_dim)
         self.image_shape = image_shape
@@ -273,10 +287,21 @@ class DCGAN(keras.Model):
         self.discriminator_filters = discriminator_filters
         self.dropout = float(dropout)
         self.label_smoothing = float(label_smoothing)
+        self.ema_decay = float(ema_decay)
         self.seed = seed
 
         self.generator = self._make_generator()
         self.discriminator = self._make_discriminator()
+        # The averaged generator is a second set of values for G's variables
+        # (trainable first, then BatchNorm's moving statistics), run with
+        # ``generator.stateless_call``: one architecture, two sets of weights.
+        self.ema_weights = []
+        if self.ema_decay:
+            for i, v in enumerate(self.generator.trainable_variables + self.generator.non_trainable_variables):
+                ema = self.add_weight(shape=v.shape, dtype=v.dtype, initializer="zeros", trainable=False,
+                                      name=f"ema_{i}")
+                ema.assign(v.value)
+                self.ema_weights.append(ema)
         # Training noise: a model-owned generator whose state advances every step
         # (a plain int seed in train_step would give the same z every step).
         self.seed_generator = keras.random.SeedGenerator(seed)
@@ -443,7 +468,22 @@ class DCGAN(keras.Model):
         g_vars = self.generator.trainable_variables
         self.g_optimizer.apply(_dense(tape.gradient(g_scaled, g_vars)), g_vars)
 
+        # 3. Move the averaged generator towards the new G.
+        self._update_ema()
         return self._update_trackers(d_loss, g_loss, real_logits, fake_logits)
+
+    def ema_decay_at(self, step):
+        """The averaging decay used at G step ``step`` (1-based): min(d, (1 + t) / (10 + t))."""
+        step = ops.cast(step, "float32")
+        return ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
+
+    def _update_ema(self) -> None:
+        if not self.ema_decay:
+            return
+        decay = self.ema_decay_at(self.g_optimizer.iterations)
+        sources = self.generator.trainable_variables + self.generator.non_trainable_variables
+        for ema, v in zip(self.ema_weights, sources):
+            ema.assign(decay * ema.value + (1.0 - decay) * ops.cast(v.value, ema.dtype))
 
     def test_step(self, data):
         """The same quantities as ``train_step``, with no update and ``training=False``."""
@@ -537,13 +577,15 @@ class DCGAN(keras.Model):
         rng = np.random.default_rng(int(seed))
         return rng.standard_normal((num_images, self.latent_dim)).astype(np.float32)
 
-    def generate_from_latents(self, z, labels=None, *, batch_size: int = 1000) -> np.ndarray:
+    def generate_from_latents(self, z, labels=None, *, batch_size: int = 1000, average: bool = True) -> np.ndarray:
         """Run the generator in inference mode on given latents.
 
         Args:
             z: ``(N, latent_dim)`` latents (e.g. an interpolation path).
             labels: only for :class:`ConditionalGAN`.
             batch_size: images per forward pass.
+            average: use the averaged weights (when ``ema_decay > 0``); ``False``
+                runs the raw generator, the one being trained.
 
         Returns:
             ``(N, H, W, C)`` float32 array in [-1, 1].
@@ -558,27 +600,34 @@ class DCGAN(keras.Model):
             zb = tf.convert_to_tensor(z[start : start + int(batch_size)])
             if self.num_classes:
                 lb = tf.convert_to_tensor(labels[start : start + int(batch_size)], tf.int32)
-                out.append(self._generate_fn([zb, lb]))
+                out.append(self._generate_fn([zb, lb], average))
             else:
-                out.append(self._generate_fn(zb))
+                out.append(self._generate_fn(zb, average))
         return np.concatenate([ops.convert_to_numpy(ops.cast(o, "float32")) for o in out])
 
     @tf.function(reduce_retracing=True)
-    def _generate_fn(self, inputs):
+    def _generate_fn(self, inputs, average: bool):
+        if average and self.ema_decay:
+            n = len(self.generator.trainable_variables)
+            values = [ema.value for ema in self.ema_weights]
+            images, _ = self.generator.stateless_call(values[:n], values[n:], inputs, training=False)
+            return images
         return self.generator(inputs, training=False)
 
-    def generate(self, num_images: int, seed: int | None = None) -> np.ndarray:
+    def generate(self, num_images: int, seed: int | None = None, *, average: bool = True) -> np.ndarray:
         """Sample ``num_images`` images (same ``seed`` -> same images).
 
         Args:
             num_images: >= 1.
             seed: int for reproducible samples (``None``: the model's sampling stream).
+            average: sample from the averaged generator (default, when
+                ``ema_decay > 0``) or, with ``False``, from the raw one.
 
         Returns:
             ``(num_images, H, W, C)`` float32 array in [-1, 1]; map to [0, 1] for
             display with ``aigc_tf.plotting.to_unit_range``.
         """
-        return self.generate_from_latents(self.sample_latents(num_images, seed))
+        return self.generate_from_latents(self.sample_latents(num_images, seed), average=average)
 
     # ---- serialization -------------------------------------------------------------
 
@@ -591,6 +640,7 @@ class DCGAN(keras.Model):
             "discriminator_filters": list(self.discriminator_filters),
             "dropout": self.dropout,
             "label_smoothing": self.label_smoothing,
+            "ema_decay": self.ema_decay,
             "seed": self.seed,
         }
 
@@ -680,12 +730,13 @@ class ConditionalGAN(DCGAN):
             raise ValueError(f"{name}: {n} images but {y.shape[0]} labels.")
         _check_labels(y, self.num_classes, name)
 
-    def generate(self, labels, seed: int | None = None) -> np.ndarray:
+    def generate(self, labels, seed: int | None = None, *, average: bool = True) -> np.ndarray:
         """One image per requested label (same ``labels`` and ``seed`` -> same images).
 
         Args:
             labels: ``(N,)`` ints in [0, num_classes), e.g. ``np.repeat(np.arange(10), 8)``.
             seed: int for reproducible samples (``None``: the model's sampling stream).
+            average: the averaged generator (default) or, with ``False``, the raw one.
 
         Returns:
             ``(N, H, W, C)`` float32 array in [-1, 1].
@@ -694,9 +745,9 @@ class ConditionalGAN(DCGAN):
         if labels.ndim != 1 or len(labels) == 0:
             raise ValueError(f"labels must be a non-empty 1-D array of class ids, got shape {labels.shape}.")
         _check_labels(labels, self.num_classes, "labels")
-        return self.generate_from_latents(self.sample_latents(len(labels), seed), labels)
+        return self.generate_from_latents(self.sample_latents(len(labels), seed), labels, average=average)
 
-    def generate_from_latents(self, z, labels=None, *, batch_size: int = 1000) -> np.ndarray:
+    def generate_from_latents(self, z, labels=None, *, batch_size: int = 1000, average: bool = True) -> np.ndarray:
         """Like :meth:`DCGAN.generate_from_latents`, with ``(N,)`` labels required."""
         if labels is None:
             raise ValueError("ConditionalGAN.generate_from_latents needs labels.")
@@ -704,7 +755,7 @@ class ConditionalGAN(DCGAN):
         _check_labels(labels, self.num_classes, "labels")
         if labels.shape != (len(np.asarray(z)),):
             raise ValueError(f"labels must have shape ({len(np.asarray(z))},), got {labels.shape}.")
-        return super().generate_from_latents(z, labels.astype(np.int32), batch_size=batch_size)
+        return super().generate_from_latents(z, labels.astype(np.int32), batch_size=batch_size, average=average)
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), "num_classes": self.num_classes, "label_dim": self.label_dim}

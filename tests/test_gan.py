@@ -155,6 +155,64 @@ def test_train_step_is_an_exact_d_step_then_g_step():
     assert not any(np.allclose(a, b) for a, b in zip(d0, trainable(D)) if a.size > 1)
 
 
+def _all_g_variables(model) -> list:
+    return model.generator.trainable_variables + model.generator.non_trainable_variables
+
+
+def test_averaged_generator_follows_the_ema_formula_and_generates():
+    """ema_t = d_t ema_{t-1} + (1 - d_t) w_t with d_t = min(d, (1 + t) / (10 + t)), for
+    weights and BatchNorm statistics; generate() runs G with exactly those values."""
+    model = DCGAN(**SMALL, ema_decay=0.9, seed=0)
+    model.compile(d_optimizer=keras.optimizers.SGD(0.05), g_optimizer=keras.optimizers.SGD(0.5))
+    z = np.random.default_rng(0).normal(size=(4, 8)).astype(np.float32)
+    # Before training the average is G itself.
+    np.testing.assert_array_equal(model.generate_from_latents(z), model.generate_from_latents(z, average=False))
+    ema = [np.array(v) for v in model.ema_weights]
+    assert len(ema) == len(_all_g_variables(model)) > len(model.generator.trainable_variables)
+    for t in (1, 2, 3):
+        model.train_step(tf.constant(blobs(8, seed=t)))
+        assert int(model.g_optimizer.iterations) == t
+        d = min(0.9, (1 + t) / (10 + t))
+        assert float(model.ema_decay_at(t)) == pytest.approx(d)
+        ema = [d * e + (1 - d) * np.array(v) for e, v in zip(ema, _all_g_variables(model))]
+        for got, want in zip(model.ema_weights, ema):
+            np.testing.assert_allclose(np.array(got), want, rtol=1e-5, atol=1e-6)
+    assert float(model.ema_decay_at(10_000)) == pytest.approx(0.9)
+    # The averaged weights differ from G's, and generate() uses them.
+    raw = model.generate_from_latents(z, average=False)
+    averaged = model.generate_from_latents(z)
+    assert not np.allclose(raw, averaged, atol=1e-4)
+    np.testing.assert_allclose(raw, model.generator(z, training=False), atol=1e-6)
+    saved = [np.array(v) for v in _all_g_variables(model)]
+    for v, e in zip(_all_g_variables(model), model.ema_weights):
+        v.assign(e)
+    np.testing.assert_allclose(averaged, model.generator(z, training=False), atol=1e-5)
+    for v, w in zip(_all_g_variables(model), saved):
+        v.assign(w)
+    np.testing.assert_array_equal(model.generate(3, seed=1, average=False),
+                                  model.generate_from_latents(model.sample_latents(3, seed=1), average=False))
+
+
+def test_default_averaging_schedule_is_the_one_notebook_01_states():
+    """d_t = min(0.999, (1 + t) / (10 + t)): 2/11 at the first step, 0.999 from t = 8,990 on."""
+    model = DCGAN(**SMALL)
+    assert model.ema_decay == 0.999
+    for t in (1, 10, 100, 8989, 8990, 50_000):
+        assert float(model.ema_decay_at(t)) == pytest.approx(min(0.999, (1 + t) / (10 + t)), rel=1e-6)
+    assert float(model.ema_decay_at(1)) == pytest.approx(2 / 11)
+    assert float(model.ema_decay_at(8989)) < 0.999 and float(model.ema_decay_at(8991)) == pytest.approx(0.999)
+
+
+def test_no_averaging_when_ema_decay_is_zero():
+    model = DCGAN(**SMALL, ema_decay=0.0, seed=0)
+    model.compile()
+    model.train_step(tf.constant(blobs(8)))
+    assert model.ema_weights == []
+    z = np.random.default_rng(1).normal(size=(3, 8)).astype(np.float32)
+    np.testing.assert_array_equal(model.generate_from_latents(z), model.generate_from_latents(z, average=False))
+    np.testing.assert_allclose(model.generate_from_latents(z), model.generator(z, training=False), atol=1e-6)
+
+
 @pytest.mark.parametrize("frozen", ["g", "d"])
 def test_each_step_updates_only_its_own_network(frozen):
     """With one optimizer's learning rate at 0, that network's weights do not move."""
@@ -366,6 +424,8 @@ def test_mixed_float16_trains_with_float32_outputs_and_scaled_losses():
         (dict(image_shape=(28, 28)), ValueError, r"\(H, W, C\)"),
         (dict(dropout=1.0), ValueError, "dropout"),
         (dict(label_smoothing=-0.1), ValueError, "label_smoothing"),
+        (dict(ema_decay=1.0), ValueError, r"ema_decay must be a float in \[0, 1\)"),
+        (dict(ema_decay=-0.5), ValueError, "ema_decay"),
     ],
 )
 def test_bad_constructor_arguments(kwargs, error, match):

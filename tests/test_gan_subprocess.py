@@ -46,11 +46,14 @@ def test_save_load_round_trip_restores_outputs_and_both_optimizers(tmp_path):
         z = model.sample_latents(5, seed=0)
         labels = np.array([0, 1, 2, 3, 0])
         out = model.generate_from_latents(z, labels if name == "cgan" else None)
+        raw = model.generate_from_latents(z, labels if name == "cgan" else None, average=False)
+        assert not np.allclose(out, raw, atol=1e-5)  # the averaged generator is a second set of weights
         np.savez(
             tmp_path / f"{name}.npz",
             z=z,
             labels=labels,
             out=out,
+            raw=raw,
             **{f"d{i}": np.asarray(v) for i, v in enumerate(model.d_optimizer.variables)},
             **{f"g{i}": np.asarray(v) for i, v in enumerate(model.g_optimizer.variables)},
         )
@@ -72,6 +75,10 @@ def test_save_load_round_trip_restores_outputs_and_both_optimizers(tmp_path):
             r = {
                 "cls": type(model).__name__,
                 "same_output": bool(np.allclose(out, ref["out"], atol=1e-6)),
+                "same_raw_output": bool(np.allclose(
+                    model.generate_from_latents(ref["z"], ref["labels"] if cond else None, average=False),
+                    ref["raw"], atol=1e-6)),
+                "ema_decay": model.ema_decay,
                 "n_opt": [len(d_vars), len(g_vars)],
                 "same_d_opt": all(np.array_equal(np.asarray(v), ref[f"d{i}"]) for i, v in enumerate(d_vars)),
                 "same_g_opt": all(np.array_equal(np.asarray(v), ref[f"g{i}"]) for i, v in enumerate(g_vars)),
@@ -93,7 +100,8 @@ def test_save_load_round_trip_restores_outputs_and_both_optimizers(tmp_path):
     for name, cls in (("dcgan", "DCGAN"), ("cgan", "ConditionalGAN")):
         r = out[name]
         assert r["cls"] == cls
-        assert r["same_output"]
+        assert r["same_output"] and r["same_raw_output"]
+        assert r["ema_decay"] == 0.999
         assert r["n_opt"] == list(refs[name]) and refs[name][0] > 2  # iterations, lr, Adam slots
         assert r["same_d_opt"] and r["same_g_opt"]
         assert r["lr"] == [np.float32(1e-3), np.float32(3e-4)] or np.allclose(r["lr"], [1e-3, 3e-4])
