@@ -99,6 +99,9 @@ class TimeBudget(keras.callbacks.Callback):
     way to compare models "at equal wall time". Pair it with
     ``fit(..., epochs=<large>, steps_per_epoch=<a round>)``.
 
+    Models with two optimizers (the GANs' ``d_optimizer`` and ``g_optimizer``)
+    get the schedule on both.
+
     At every epoch end it records ``seconds``, ``step`` (optimizer iterations)
     and the epoch logs in :attr:`log` (a dict of lists) and, with ``verbose``,
     prints them.
@@ -135,16 +138,23 @@ class TimeBudget(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.start = time.perf_counter()
 
+    def optimizers(self) -> list:
+        """The model's optimizers: ``d_optimizer`` and ``g_optimizer`` when it has them, else ``optimizer``."""
+        pair = [getattr(self.model, name, None) for name in ("d_optimizer", "g_optimizer")]
+        return [o for o in pair if o is not None] or [self.model.optimizer]
+
     def on_train_batch_begin(self, batch, logs=None):
         if self.peak_lr is not None:
-            self.model.optimizer.learning_rate.assign(self.learning_rate(self.elapsed() / self.seconds))
+            lr = self.learning_rate(self.elapsed() / self.seconds)
+            for optimizer in self.optimizers():
+                optimizer.learning_rate.assign(lr)
 
     def on_train_batch_end(self, batch, logs=None):
         if self.elapsed() > self.seconds:
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
-        record = {"seconds": self.elapsed(), "step": int(self.model.optimizer.iterations.numpy())}
+        record = {"seconds": self.elapsed(), "step": int(self.optimizers()[-1].iterations.numpy())}
         record.update({k: float(v) for k, v in (logs or {}).items()})
         for key, value in record.items():
             self.log.setdefault(key, []).append(value)

@@ -241,7 +241,7 @@ def _scores(s: dict) -> str:
 
 def bench_quality(
     profile: str, num_samples: int | None = None, budget: float | None = None, batch: int | None = None,
-    learning_rate: float | None = None, dropout: float | None = None,
+    learning_rate: float | None = None, dropout: float | None = None, final_lr_fraction: float = 1.0,
 ) -> list[str]:
     """Time-budgeted DCGAN on MNIST, scored with the shipped classifier."""
     keras.utils.set_random_seed(0)
@@ -262,7 +262,10 @@ def bench_quality(
     model = DCGAN(**size, dropout=dropout, seed=0)
     model.compile(d_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5),
                   g_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5))  # default compile: no XLA on a CPU
-    budget_cb = TimeBudget(budget, verbose=False)  # constant learning rates, as in DCGAN
+    if final_lr_fraction < 1.0:  # a cosine over the budget, from learning_rate down to final_lr_fraction of it
+        budget_cb = TimeBudget(budget, peak_lr=learning_rate, final_fraction=final_lr_fraction, verbose=False)
+    else:
+        budget_cb = TimeBudget(budget, verbose=False)  # constant learning rates, as in DCGAN
     start = time.perf_counter()
     history = model.fit(train, epochs=10**6, verbose=0, callbacks=[budget_cb]).history
     train_seconds = time.perf_counter() - start
@@ -282,7 +285,8 @@ def bench_quality(
                   gpu="target: recognisable >= 90%, 10/10 classes", profile=profile)
     return [
         row(
-            f"DCGAN quality, MNIST ({describe(size)}, D dropout {dropout}, Adam {learning_rate:g}; {steps} steps = {epochs} epochs of batch {batch} on the "
+            f"DCGAN quality, MNIST ({describe(size)}, D dropout {dropout}, Adam {learning_rate:g}"
+            f"{f' with a cosine to {final_lr_fraction:g}x over the budget' if final_lr_fraction < 1 else ''}; {steps} steps = {epochs} epochs of batch {batch} on the "
             f"23,797-image offline train set; {n:,} samples vs {len(test):,} test images, shipped MNIST classifier)",
             profile,
             train_seconds,
@@ -349,6 +353,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=None, help="training seconds (default by profile: 20/480/300)")
     parser.add_argument("--lr", type=float, default=None, help="quality run's Adam learning rate (default by profile)")
     parser.add_argument("--dropout", type=float, default=None, help="quality run's D dropout (default by profile)")
+    parser.add_argument("--final-lr-fraction", type=float, default=1.0,
+                        help="quality run: decay the learning rate along a cosine to this fraction (1: constant)")
     parser.add_argument("--batch", type=int, default=None, help="quality run's batch size (default by profile: 64/64/128)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file the rows are appended to")
     parser.add_argument("--no-results", action="store_true", help="print the rows only")
@@ -363,7 +369,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.trials:
         rows += bench_trials(profile)
     if args.quality:
-        rows += bench_quality(profile, args.samples, args.budget, args.batch, args.lr, args.dropout)
+        rows += bench_quality(profile, args.samples, args.budget, args.batch, args.lr, args.dropout,
+                              args.final_lr_fraction)
     table = HEADER + "".join(rows)
     print(table)
     if not args.no_results:

@@ -98,3 +98,19 @@ def test_time_budget_stops_on_time_and_decays_the_learning_rate():
     assert float(model.optimizer.learning_rate) < 0.02  # decayed to near the end of the cosine
     with pytest.raises(ValueError, match="seconds"):
         TimeBudget(0)
+
+
+def test_time_budget_schedules_both_optimizers_of_a_gan_and_counts_its_steps():
+    from aigc_tf.callbacks import TimeBudget
+    from aigc_tf.gan import DCGAN
+
+    gan = DCGAN(latent_dim=4, image_shape=(8, 8, 1), generator_filters=(8, 4), discriminator_filters=(4,), seed=0)
+    gan.compile(d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3))
+    budget = TimeBudget(1.5, peak_lr=0.01, final_fraction=0.1, verbose=False)
+    x = np.random.default_rng(0).uniform(-1, 1, size=(32, 8, 8, 1)).astype("float32")
+    gan.fit(x, batch_size=8, epochs=1, verbose=0)  # trace the step outside the budget
+    gan.fit(x, batch_size=8, epochs=10**6, verbose=0, callbacks=[budget])
+    assert budget.optimizers() == [gan.d_optimizer, gan.g_optimizer]
+    assert budget.log["step"][-1] == int(gan.g_optimizer.iterations) > 8
+    for optimizer in (gan.d_optimizer, gan.g_optimizer):  # both followed the cosine to near its end
+        assert 0.001 <= float(optimizer.learning_rate) < 0.003
