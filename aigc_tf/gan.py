@@ -231,6 +231,10 @@ class DCGAN(keras.Model):
     classifies correctly), ``real_score`` and ``fake_score`` (mean sigma(D(.)) on
     real and on fake images, at the D step). At the game's equilibrium both
     scores approach 0.5 and ``d_loss`` approaches 2 log 2 = 1.386.
+
+    ``generate`` samples from the moving average of G's weights kept in
+    ``ema_weights`` (see ``ema_decay``); ``generate(..., average=False)`` and
+    ``model(z)`` run the raw generator.
     """
 
     def __init__(

@@ -1,6 +1,6 @@
 """GAN benchmarks.
 
-Two measurements, each in one process:
+Three measurements, each in one process:
 
 * ``--throughput``: train-step throughput (images/s) of :class:`aigc_tf.gan.DCGAN`
   vs a plain, idiomatic Keras GAN of the *same* generator and discriminator,
@@ -19,13 +19,19 @@ Two measurements, each in one process:
   comparable with Inception FID), recognisable rate (share classified with
   confidence >= 0.9; target >= 90%) and class coverage (all 10 digits present).
   The floor is the same scores for 10,000 real *train* images against the test set.
+  ``--conditional`` runs the same measurement for :class:`aigc_tf.gan.ConditionalGAN`
+  (10,000 samples, the ten digits in turn) and adds the share classified as the requested digit.
+* ``--trials``: training recipes for the cpu-profile DCGAN (learning rates, D dropout, D width)
+  compared at a fixed number of steps (3,000 at ``cpu``).
 
 Rows are appended to ``benchmarks/RESULTS.md`` (``--results`` to change,
 ``--no-results`` to only print).
 
 Usage::
 
-    AIGC_PROFILE=cpu python benchmarks/bench_gan.py               # both
+    AIGC_PROFILE=cpu python benchmarks/bench_gan.py               # throughput and DCGAN quality
+    AIGC_PROFILE=cpu python benchmarks/bench_gan.py --quality --conditional
+    AIGC_PROFILE=cpu python benchmarks/bench_gan.py --trials
     AIGC_PROFILE=smoke python benchmarks/bench_gan.py --no-results  # a quick check
 """
 
@@ -50,8 +56,8 @@ from keras import ops  # noqa: E402
 from aigc_tf.callbacks import TimeBudget  # noqa: E402
 from aigc_tf.config import get_profile, pick  # noqa: E402
 from aigc_tf.data import load_images  # noqa: E402
-from aigc_tf.gan import DCGAN, make_discriminator, make_generator  # noqa: E402
-from aigc_tf.metrics import evaluate_samples  # noqa: E402
+from aigc_tf.gan import DCGAN, ConditionalGAN, make_discriminator, make_generator  # noqa: E402
+from aigc_tf.metrics import classifier_outputs, evaluate_samples  # noqa: E402
 
 HEADER = "| benchmark | machine | profile | time | metric |\n|---|---|---|---|---|\n"
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -242,8 +248,13 @@ def _scores(s: dict) -> str:
 def bench_quality(
     profile: str, num_samples: int | None = None, budget: float | None = None, batch: int | None = None,
     learning_rate: float | None = None, dropout: float | None = None, final_lr_fraction: float = 1.0,
+    conditional: bool = False,
 ) -> list[str]:
-    """Time-budgeted DCGAN on MNIST, scored with the shipped classifier."""
+    """Time-budgeted DCGAN (or, with ``conditional``, ConditionalGAN) on MNIST, scored with the shipped classifier.
+
+    The conditional model is asked for the ten digits in turn (``n / 10`` of each), and the
+    row also gives the share of samples the classifier reads as the requested digit.
+    """
     keras.utils.set_random_seed(0)
     size = model_size(profile)
     budget = budget or pick(smoke=20, cpu=8 * 60, gpu=5 * 60, profile=profile)  # seconds of training
@@ -255,11 +266,15 @@ def bench_quality(
     test_split = pick(smoke="test[:1000]", cpu="test", gpu="test", profile=profile)
     batch = batch or pick(smoke=64, cpu=64, gpu=128, profile=profile)
 
-    train = load_images("mnist", "train", batch_size=batch, value_range=(-1, 1), seed=0, drop_remainder=True)
+    train = load_images("mnist", "train", batch_size=batch, value_range=(-1, 1), seed=0, drop_remainder=True,
+                        with_labels=conditional)
     test = _images(test_split)
     floor_real = _images(f"train[:{len(test)}]")
 
-    model = DCGAN(**size, dropout=dropout, seed=0)
+    if conditional:
+        model = ConditionalGAN(10, **size, dropout=dropout, seed=0)
+    else:
+        model = DCGAN(**size, dropout=dropout, seed=0)
     model.compile(d_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5),
                   g_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5))  # default compile: no XLA on a CPU
     if final_lr_fraction < 1.0:  # a cosine over the budget, from learning_rate down to final_lr_fraction of it
@@ -274,8 +289,15 @@ def bench_quality(
         print("  epoch", e + 1, "  ".join(f"{k} {v[e]:.3f}" for k, v in history.items()))
 
     start = time.perf_counter()
-    gen = evaluate_samples(model.generate(n, seed=0), test, "mnist", value_range=(-1, 1))
-    raw = evaluate_samples(model.generate(n, seed=0, average=False), test, "mnist", value_range=(-1, 1))
+    requested = np.arange(n) % 10
+    what = requested if conditional else n
+    samples = model.generate(what, seed=0)
+    gen = evaluate_samples(samples, test, "mnist", value_range=(-1, 1))
+    raw = evaluate_samples(model.generate(what, seed=0, average=False), test, "mnist", value_range=(-1, 1))
+    as_requested = ""
+    if conditional:
+        _, probs = classifier_outputs(samples, "mnist", value_range=(-1, 1))
+        as_requested = f"classified as the requested digit {100 * np.mean(probs.argmax(1) == requested):.1f}%; "
     floor = evaluate_samples(floor_real, test, "mnist", value_range=(0, 1))
     eval_seconds = time.perf_counter() - start
     print(f"  averaged G: {_scores(gen)}\n  raw G:      {_scores(raw)}\n  floor:      {_scores(floor)}\n"
@@ -285,12 +307,12 @@ def bench_quality(
                   gpu="target: recognisable >= 90%, 10/10 classes", profile=profile)
     return [
         row(
-            f"DCGAN quality, MNIST ({describe(size)}, D dropout {dropout}, Adam {learning_rate:g}"
+            f"{'ConditionalGAN' if conditional else 'DCGAN'} quality, MNIST ({describe(size)}, D dropout {dropout}, Adam {learning_rate:g}"
             f"{f' with a cosine to {final_lr_fraction:g}x over the budget' if final_lr_fraction < 1 else ''}; {steps} steps = {epochs} epochs of batch {batch} on the "
             f"23,797-image offline train set; {n:,} samples vs {len(test):,} test images, shipped MNIST classifier)",
             profile,
             train_seconds,
-            f"averaged generator (EMA {model.ema_decay}): {_scores(gen)} ({target}); raw generator: "
+            f"{as_requested}averaged generator (EMA {model.ema_decay}): {_scores(gen)} ({target}); raw generator: "
             f"classifier FID {raw['classifier_fid']:.2f}, recognisable {100 * raw['recognisable_rate']:.1f}%, "
             f"{raw['coverage']['classes_present']}/10 classes; floor, {len(floor_real):,} real train images vs test: "
             f"classifier FID {floor['classifier_fid']:.2f}, KID {floor['classifier_kid']:.4f}, "
@@ -353,6 +375,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--budget", type=float, default=None, help="training seconds (default by profile: 20/480/300)")
     parser.add_argument("--lr", type=float, default=None, help="quality run's Adam learning rate (default by profile)")
     parser.add_argument("--dropout", type=float, default=None, help="quality run's D dropout (default by profile)")
+    parser.add_argument("--conditional", action="store_true", help="quality run: ConditionalGAN instead of DCGAN")
     parser.add_argument("--final-lr-fraction", type=float, default=1.0,
                         help="quality run: decay the learning rate along a cosine to this fraction (1: constant)")
     parser.add_argument("--batch", type=int, default=None, help="quality run's batch size (default by profile: 64/64/128)")
@@ -370,7 +393,7 @@ def main(argv: list[str] | None = None) -> None:
         rows += bench_trials(profile)
     if args.quality:
         rows += bench_quality(profile, args.samples, args.budget, args.batch, args.lr, args.dropout,
-                              args.final_lr_fraction)
+                              args.final_lr_fraction, args.conditional)
     table = HEADER + "".join(rows)
     print(table)
     if not args.no_results:
