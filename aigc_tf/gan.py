@@ -301,7 +301,7 @@ class DCGAN(keras.Model):
         # ``generator.stateless_call``: one architecture, two sets of weights.
         self.ema_weights = []
         if self.ema_decay:
-            for i, v in enumerate(self.generator.trainable_variables + self.generator.non_trainable_variables):
+            for i, v in enumerate(self._generator_variables()):
                 ema = self.add_weight(shape=v.shape, dtype=v.dtype, initializer="zeros", trainable=False,
                                       name=f"ema_{i}")
                 ema.assign(v.value)
@@ -481,12 +481,15 @@ class DCGAN(keras.Model):
         step = ops.cast(step, "float32")
         return ops.minimum(self.ema_decay, (1.0 + step) / (10.0 + step))
 
+    def _generator_variables(self) -> list:
+        """G's variables in the order ``ema_weights`` mirrors them: trainable, then non-trainable."""
+        return self.generator.trainable_variables + self.generator.non_trainable_variables
+
     def _update_ema(self) -> None:
         if not self.ema_decay:
             return
         decay = self.ema_decay_at(self.g_optimizer.iterations)
-        sources = self.generator.trainable_variables + self.generator.non_trainable_variables
-        for ema, v in zip(self.ema_weights, sources):
+        for ema, v in zip(self.ema_weights, self._generator_variables()):
             ema.assign(decay * ema.value + (1.0 - decay) * ops.cast(v.value, ema.dtype))
 
     def test_step(self, data):

@@ -76,6 +76,11 @@ def row(benchmark: str, profile: str, seconds: float, metric: str) -> str:
     return f"| {benchmark} | {machine()} | {profile} | {seconds:.1f} s | {metric} |\n"
 
 
+def adam(learning_rate: float) -> keras.optimizers.Adam:
+    """One player's optimizer: Adam with beta_1 = 0.5, as in DCGAN."""
+    return keras.optimizers.Adam(learning_rate, beta_1=0.5)
+
+
 def model_size(profile: str) -> dict:
     """The DCGAN trained at each profile (the throughput run times exactly this)."""
     return pick(
@@ -169,17 +174,14 @@ def bench_throughput(profile: str, batch: int = 128) -> list[str]:
     data = tf.data.Dataset.from_tensor_slices(x).batch(batch, drop_remainder=True).cache()
     list(data)  # fill the cache before timing
 
-    def adam():
-        return keras.optimizers.Adam(2e-4, beta_1=0.5)
-
     def make(kind: str, flags: dict) -> keras.Model:
         keras.utils.set_random_seed(0)
         if kind == "aigc_tf":
             model = DCGAN(**size, seed=0)
-            model.compile(d_optimizer=adam(), g_optimizer=adam(), **flags)
+            model.compile(d_optimizer=adam(2e-4), g_optimizer=adam(2e-4), **flags)
         else:
             model = plain_gan(**size)
-            model.compile(adam(), adam(), keras.losses.BinaryCrossentropy(from_logits=True), **flags)
+            model.compile(adam(2e-4), adam(2e-4), keras.losses.BinaryCrossentropy(from_logits=True), **flags)
         model.fit(data.take(20), epochs=1, verbose=0)  # trace/compile outside the timing
         return model
 
@@ -275,12 +277,11 @@ def bench_quality(
         model = ConditionalGAN(10, **size, dropout=dropout, seed=0)
     else:
         model = DCGAN(**size, dropout=dropout, seed=0)
-    model.compile(d_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5),
-                  g_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5))  # default compile: no XLA on a CPU
-    if final_lr_fraction < 1.0:  # a cosine over the budget, from learning_rate down to final_lr_fraction of it
-        budget_cb = TimeBudget(budget, peak_lr=learning_rate, final_fraction=final_lr_fraction, verbose=False)
-    else:
-        budget_cb = TimeBudget(budget, verbose=False)  # constant learning rates, as in DCGAN
+    model.compile(d_optimizer=adam(learning_rate), g_optimizer=adam(learning_rate))  # default compile: no XLA on a CPU
+    # Constant learning rates, as in DCGAN, unless final_lr_fraction < 1 asks for a cosine down to that fraction.
+    decay = final_lr_fraction < 1.0
+    budget_cb = TimeBudget(budget, peak_lr=learning_rate if decay else None, final_fraction=final_lr_fraction,
+                           verbose=False)
     start = time.perf_counter()
     history = model.fit(train, epochs=10**6, verbose=0, callbacks=[budget_cb]).history
     train_seconds = time.perf_counter() - start
@@ -333,7 +334,7 @@ TRIALS = [
 ]
 
 
-def bench_trials(profile: str, steps: int | None = None, names: list[str] | None = None) -> list[str]:
+def bench_trials(profile: str, steps: int | None = None) -> list[str]:
     """Training recipes for the cpu-profile DCGAN compared at a fixed number of steps (default compile)."""
     steps = steps or pick(smoke=30, cpu=3000, gpu=3000, profile=profile)
     n = pick(smoke=500, cpu=5000, gpu=5000, profile=profile)
@@ -341,13 +342,10 @@ def bench_trials(profile: str, steps: int | None = None, names: list[str] | None
     size = model_size(profile)
     rows = []
     for name, dropout, (lr_d, lr_g), d_filters in TRIALS:
-        if names and name not in names:
-            continue
         keras.utils.set_random_seed(0)
         train = load_images("mnist", "train", batch_size=64, value_range=(-1, 1), seed=0, drop_remainder=True).repeat()
         model = DCGAN(**{**size, "discriminator_filters": d_filters}, dropout=dropout, seed=0)
-        model.compile(d_optimizer=keras.optimizers.Adam(lr_d, beta_1=0.5),
-                      g_optimizer=keras.optimizers.Adam(lr_g, beta_1=0.5))
+        model.compile(d_optimizer=adam(lr_d), g_optimizer=adam(lr_g))
         start = time.perf_counter()
         model.fit(train, steps_per_epoch=steps // 3, epochs=3, verbose=0)
         seconds = time.perf_counter() - start
