@@ -20,7 +20,9 @@ Three measurements, each in one process:
   confidence >= 0.9; target >= 90%) and class coverage (all 10 digits present).
   The floor is the same scores for 10,000 real *train* images against the test set.
   ``--conditional`` runs the same measurement for :class:`aigc_tf.gan.ConditionalGAN`
-  (10,000 samples, the ten digits in turn) and adds the share classified as the requested digit.
+  (10,000 samples, the ten digits in turn) and adds the share classified as the requested digit;
+  ``--clustered`` runs it for :class:`aigc_tf.gan.ClusteredGAN` (k-means on the pixels, 50 clusters,
+  no labels; the k-means time is reported and counts towards the profile's 10 minutes).
 * ``--trials``: training recipes for the cpu-profile DCGAN (learning rates, D dropout, D width)
   compared at a fixed number of steps (3,000 at ``cpu``).
 
@@ -31,6 +33,7 @@ Usage::
 
     AIGC_PROFILE=cpu python benchmarks/bench_gan.py               # throughput and DCGAN quality
     AIGC_PROFILE=cpu python benchmarks/bench_gan.py --quality --conditional
+    AIGC_PROFILE=cpu python benchmarks/bench_gan.py --quality --clustered
     AIGC_PROFILE=cpu python benchmarks/bench_gan.py --trials
     AIGC_PROFILE=smoke python benchmarks/bench_gan.py --no-results  # a quick check
 """
@@ -56,7 +59,7 @@ from keras import ops  # noqa: E402
 from aigc_tf.callbacks import TimeBudget  # noqa: E402
 from aigc_tf.config import get_profile, pick  # noqa: E402
 from aigc_tf.data import load_images  # noqa: E402
-from aigc_tf.gan import DCGAN, ConditionalGAN, make_discriminator, make_generator  # noqa: E402
+from aigc_tf.gan import DCGAN, ClusteredGAN, ConditionalGAN, make_discriminator, make_generator  # noqa: E402
 from aigc_tf.metrics import classifier_outputs, evaluate_samples  # noqa: E402
 
 HEADER = "| benchmark | machine | profile | time | metric |\n|---|---|---|---|---|\n"
@@ -250,12 +253,14 @@ def _scores(s: dict) -> str:
 def bench_quality(
     profile: str, num_samples: int | None = None, budget: float | None = None, batch: int | None = None,
     learning_rate: float | None = None, dropout: float | None = None, final_lr_fraction: float = 1.0,
-    conditional: bool = False,
+    conditional: bool = False, clustered: bool = False, num_clusters: int = 50,
 ) -> list[str]:
-    """Time-budgeted DCGAN (or, with ``conditional``, ConditionalGAN) on MNIST, scored with the shipped classifier.
+    """Time-budgeted DCGAN (or ConditionalGAN, or ClusteredGAN) on MNIST, scored with the shipped classifier.
 
     The conditional model is asked for the ten digits in turn (``n / 10`` of each), and the
-    row also gives the share of samples the classifier reads as the requested digit.
+    row also gives the share of samples the classifier reads as the requested digit. The
+    clustered model first runs k-means on the training pixels (timed); its row gives the
+    clusters' purity against the true labels, which the model never sees.
     """
     keras.utils.set_random_seed(0)
     size = model_size(profile)
@@ -273,8 +278,25 @@ def bench_quality(
     test = _images(test_split)
     floor_real = _images(f"train[:{len(test)}]")
 
+    cluster_note, kmeans_seconds = "", 0.0
     if conditional:
         model = ConditionalGAN(10, **size, dropout=dropout, seed=0)
+    elif clustered:
+        model = ClusteredGAN(num_clusters, **size, dropout=dropout, seed=0)
+        start = time.perf_counter()
+        model.fit_clusters(train)
+        kmeans_seconds = time.perf_counter() - start
+        # Purity (share of images whose cluster's majority digit is their own digit), for the record only.
+        labelled = load_images("mnist", "train", batch_size=2000, value_range=(-1, 1), with_labels=True)
+        ids, digits = [], []
+        for images, y in labelled.as_numpy_iterator():
+            ids.append(np.asarray(model.nearest_cluster(images)))
+            digits.append(y)
+        ids, digits = np.concatenate(ids), np.concatenate(digits)
+        purity = sum(np.bincount(digits[ids == k], minlength=10).max() for k in np.unique(ids)) / len(ids)
+        cluster_note = (f"k-means {kmeans_seconds:.0f} s ({num_clusters} clusters on the pixels, purity "
+                        f"{100 * purity:.1f}% against the unused labels); ")
+        print(f"  {cluster_note}")
     else:
         model = DCGAN(**size, dropout=dropout, seed=0)
     model.compile(d_optimizer=adam(learning_rate), g_optimizer=adam(learning_rate))  # default compile: no XLA on a CPU
@@ -284,14 +306,14 @@ def bench_quality(
                            verbose=False)
     start = time.perf_counter()
     history = model.fit(train, epochs=10**6, verbose=0, callbacks=[budget_cb]).history
-    train_seconds = time.perf_counter() - start
+    train_seconds = time.perf_counter() - start + kmeans_seconds
     epochs, steps = len(history["d_loss"]), int(model.g_optimizer.iterations)
     for e in range(epochs):
         print("  epoch", e + 1, "  ".join(f"{k} {v[e]:.3f}" for k, v in history.items()))
 
     start = time.perf_counter()
     requested = np.arange(n) % 10
-    what = requested if conditional else n
+    what = requested if conditional else n  # ClusteredGAN.generate(n) draws the clusters by their shares
     samples = model.generate(what, seed=0)
     gen = evaluate_samples(samples, test, "mnist", value_range=(-1, 1))
     raw = evaluate_samples(model.generate(what, seed=0, average=False), test, "mnist", value_range=(-1, 1))
@@ -306,14 +328,15 @@ def bench_quality(
 
     target = pick(smoke="smoke run, no target", cpu="target: recognisable >= 90%, 10/10 classes",
                   gpu="target: recognisable >= 90%, 10/10 classes", profile=profile)
+    kind = "ConditionalGAN" if conditional else f"ClusteredGAN ({num_clusters} clusters)" if clustered else "DCGAN"
     return [
         row(
-            f"{'ConditionalGAN' if conditional else 'DCGAN'} quality, MNIST ({describe(size)}, D dropout {dropout}, Adam {learning_rate:g}"
+            f"{kind} quality, MNIST ({describe(size)}, D dropout {dropout}, Adam {learning_rate:g}"
             f"{f' with a cosine to {final_lr_fraction:g}x over the budget' if final_lr_fraction < 1 else ''}; {steps} steps = {epochs} epochs of batch {batch} on the "
             f"23,797-image offline train set; {n:,} samples vs {len(test):,} test images, shipped MNIST classifier)",
             profile,
             train_seconds,
-            f"{as_requested}averaged generator (EMA {model.ema_decay}): {_scores(gen)} ({target}); raw generator: "
+            f"{cluster_note}{as_requested}averaged generator (EMA {model.ema_decay}): {_scores(gen)} ({target}); raw generator: "
             f"classifier FID {raw['classifier_fid']:.2f}, recognisable {100 * raw['recognisable_rate']:.1f}%, "
             f"{raw['coverage']['classes_present']}/10 classes; floor, {len(floor_real):,} real train images vs test: "
             f"classifier FID {floor['classifier_fid']:.2f}, KID {floor['classifier_kid']:.4f}, "
@@ -374,6 +397,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=None, help="quality run's Adam learning rate (default by profile)")
     parser.add_argument("--dropout", type=float, default=None, help="quality run's D dropout (default by profile)")
     parser.add_argument("--conditional", action="store_true", help="quality run: ConditionalGAN instead of DCGAN")
+    parser.add_argument("--clustered", action="store_true",
+                        help="quality run: ClusteredGAN (k-means clusters, no labels) instead of DCGAN")
     parser.add_argument("--final-lr-fraction", type=float, default=1.0,
                         help="quality run: decay the learning rate along a cosine to this fraction (1: constant)")
     parser.add_argument("--batch", type=int, default=None, help="quality run's batch size (default by profile: 64/64/128)")
@@ -391,7 +416,7 @@ def main(argv: list[str] | None = None) -> None:
         rows += bench_trials(profile)
     if args.quality:
         rows += bench_quality(profile, args.samples, args.budget, args.batch, args.lr, args.dropout,
-                              args.final_lr_fraction, args.conditional)
+                              args.final_lr_fraction, args.conditional, args.clustered)
     table = HEADER + "".join(rows)
     print(table)
     if not args.no_results:
