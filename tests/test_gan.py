@@ -15,6 +15,7 @@ from scipy import special
 
 from aigc_tf.gan import (
     DCGAN,
+    ClusteredGAN,
     ConditionalGAN,
     discriminator_loss,
     generator_loss,
@@ -405,6 +406,15 @@ def test_mixed_float16_trains_with_float32_outputs_and_scaled_losses():
         assert model.generator(z).dtype == "float32"
         assert model.discriminator(model.generator(z)).dtype == "float32"
         assert model.generator.layers[1].compute_dtype == "float16"  # the body runs in half precision
+        clustered = ClusteredGAN(3, **SMALL, seed=0)  # the nearest-centroid step runs in float32
+        x, _ = three_groups(16)
+        ids = clustered.fit_clusters(x)
+        assert clustered.centroids.dtype == "float32"
+        np.testing.assert_array_equal(np.asarray(clustered.nearest_cluster(x)), ids)
+        clustered.compile(jit_compile=True)
+        history = clustered.fit(x, batch_size=8, epochs=1, verbose=0).history
+        assert all(np.isfinite(v[0]) for v in history.values())
+        assert clustered.generate(3, seed=0).dtype == np.float32
     finally:
         keras.mixed_precision.set_global_policy(policy)
 
@@ -494,6 +504,127 @@ def test_predict_points_to_generate():
     model.compile()
     with pytest.raises(NotImplementedError, match="generate"):
         model.predict(blobs(2), verbose=0)
+
+
+# --------------------------------------------------------------------------- #
+# ClusteredGAN: k-means clusters as labels.
+# --------------------------------------------------------------------------- #
+
+
+def three_groups(n: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Images in [-1, 1] from three well-separated groups (a square in one of three rows), and the group ids."""
+    rng = np.random.default_rng(seed)
+    group = np.arange(n) % 3
+    x = np.full((n, 16, 16, 1), -1.0, np.float32)
+    for i, g in enumerate(group):
+        x[i, 2 + 5 * g : 6 + 5 * g, 3:8] = 1.0
+    return x + 0.05 * rng.standard_normal(x.shape).astype(np.float32), group
+
+
+def test_fit_clusters_is_scipy_kmeans_and_finds_the_groups():
+    from scipy.cluster.vq import kmeans2
+
+    x, group = three_groups(31)
+    model = ClusteredGAN(3, **SMALL)
+    ids = model.fit_clusters(x, seed=4)
+    # Every cluster holds one group and every group one cluster.
+    pairs = set(zip(ids.tolist(), group.tolist()))
+    assert len(pairs) == 3 and len({i for i, _ in pairs}) == 3
+    np.testing.assert_allclose(model.cluster_weights, np.bincount(ids, minlength=3) / 31)
+    np.testing.assert_allclose(np.sort(model.cluster_weights), [10 / 31, 10 / 31, 11 / 31], rtol=1e-6)
+    centroids, _ = kmeans2(x.reshape(31, -1).astype(np.float64), 3, iter=20, seed=4, minit="++")
+    np.testing.assert_allclose(model.centroids, centroids, atol=1e-5)
+    # The centroid of a group is its mean image.
+    for k in range(3):
+        np.testing.assert_allclose(np.asarray(model.centroids)[k], x[ids == k].reshape(-1, 256).mean(0), atol=1e-5)
+    # A dataset of (images, labels) batches gives the same clusters (labels unused).
+    ds = tf.data.Dataset.from_tensor_slices((x, group)).batch(8)
+    again = ClusteredGAN(3, **SMALL)
+    np.testing.assert_array_equal(again.fit_clusters(ds, seed=4), ids)
+
+
+def test_nearest_cluster_matches_scipy_vq():
+    from scipy.cluster.vq import vq
+
+    rng = np.random.default_rng(0)
+    model = ClusteredGAN(7, **SMALL)
+    centroids = rng.uniform(-1, 1, (7, 256)).astype(np.float32)
+    model.centroids.assign(centroids)
+    x = rng.uniform(-1, 1, (50, 16, 16, 1)).astype(np.float32)
+    expected, _ = vq(x.reshape(50, -1).astype(np.float64), centroids.astype(np.float64))
+    np.testing.assert_array_equal(np.asarray(model.nearest_cluster(x)), expected)
+
+
+def test_clustered_step_is_the_conditional_step_on_nearest_centroid_ids():
+    """One ClusteredGAN step equals one ConditionalGAN step fed the nearest-centroid ids as labels."""
+    x, _ = three_groups(6)
+    z = np.random.default_rng(1).normal(size=(6, 8)).astype(np.float32)
+    clustered = ClusteredGAN(3, **SMALL, dropout=0.0, seed=0)
+    ids = clustered.fit_clusters(x)
+    conditional = ConditionalGAN(3, **SMALL, dropout=0.0, seed=0)
+    for model in (clustered, conditional):
+        model.compile(d_optimizer=keras.optimizers.SGD(0.05), g_optimizer=keras.optimizers.SGD(0.1))
+        fixed_latents(model, z)
+    conditional.generator.set_weights(clustered.generator.get_weights())
+    conditional.discriminator.set_weights(clustered.discriminator.get_weights())
+    logs_c = clustered.train_step(tf.constant(x))
+    logs_k = conditional.train_step((tf.constant(x), tf.constant(ids)))
+    for key in ("d_loss", "g_loss", "d_accuracy"):
+        assert float(logs_c[key]) == pytest.approx(float(logs_k[key]), rel=1e-5)
+    for a, b in zip(clustered.generator.get_weights() + clustered.discriminator.get_weights(),
+                    conditional.generator.get_weights() + conditional.discriminator.get_weights()):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+    # With other (wrong) ids the step differs: the ids do reach the networks.
+    other = ConditionalGAN(3, **SMALL, dropout=0.0, seed=0)
+    other.compile(d_optimizer=keras.optimizers.SGD(0.05), g_optimizer=keras.optimizers.SGD(0.1))
+    fixed_latents(other, z)
+    other.generator.set_weights(conditional.generator.get_weights())
+    other.discriminator.set_weights(conditional.discriminator.get_weights())
+    assert float(other.train_step((tf.constant(x), tf.constant((ids + 1) % 3)))["d_loss"]) != pytest.approx(
+        float(logs_k["d_loss"]), rel=1e-4)
+
+
+def test_clustered_gan_samples_clusters_by_their_shares():
+    model = ClusteredGAN(4, **SMALL, seed=0)
+    model.centroids.assign(np.ones((4, 256), np.float32))
+    shares = np.array([0.6, 0.3, 0.1, 0.0], np.float32)
+    model.cluster_weights.assign(shares)
+    n = 20_000
+    for seed in (0, None):
+        ids = model.sample_clusters(n, seed=seed)
+        assert ids.dtype == np.int32 and ids.shape == (n,)
+        freq = np.bincount(ids, minlength=4) / n
+        # 4 binomial standard deviations at most (0.0035 for p = 0.3), and never an empty cluster.
+        np.testing.assert_allclose(freq, shares, atol=4 * np.sqrt(0.25 / n))
+        assert freq[3] == 0
+    np.testing.assert_array_equal(model.sample_clusters(50, seed=3), model.sample_clusters(50, seed=3))
+    a, b = model.generate(6, seed=2), model.generate(6, seed=2)
+    assert a.shape == (6, 16, 16, 1) and a.dtype == np.float32 and np.abs(a).max() <= 1.0
+    np.testing.assert_array_equal(a, b)
+    # generate(n, seed) is G(z, k) with the sampled ids and the same z as sample_latents(n, seed).
+    ids = model.sample_clusters(6, seed=2)
+    np.testing.assert_allclose(a, model.generate_from_latents(model.sample_latents(6, seed=2), ids), atol=1e-6)
+
+
+def test_clustered_gan_rejects_bad_use():
+    with pytest.raises(ValueError, match="num_clusters must be an int >= 2"):
+        ClusteredGAN(1)
+    model = ClusteredGAN(3, **SMALL)
+    model.compile()
+    with pytest.raises(RuntimeError, match="fit_clusters"):
+        model.fit(blobs(8), batch_size=4, verbose=0)
+    with pytest.raises(RuntimeError, match="fit_clusters"):
+        model.generate(2)
+    with pytest.raises(ValueError, match="at least num_clusters=3 images"):
+        model.fit_clusters(blobs(2))
+    with pytest.raises(ValueError, match="channel count 1"):
+        model.fit_clusters(np.zeros((8, 16, 16, 3), np.float32))
+    model.fit_clusters(blobs(12))
+    with pytest.raises(ValueError, match="channel count 1"):
+        model.fit(np.zeros((8, 16, 16, 3), np.float32), batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match="num_images must be >= 1"):
+        model.generate(0)
+    assert int(model.d_optimizer.iterations) == 0
 
 
 # --------------------------------------------------------------------------- #

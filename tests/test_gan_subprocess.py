@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from aigc_tf.gan import DCGAN, ConditionalGAN
+from aigc_tf.gan import DCGAN, ClusteredGAN, ConditionalGAN
 from subprocess_utils import run_python_json
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,10 +31,13 @@ def blobs(n: int, seed: int = 0) -> np.ndarray:
 def test_save_load_round_trip_restores_outputs_and_both_optimizers(tmp_path):
     keras.utils.set_random_seed(0)
     x, y = blobs(16), np.arange(16) % 4
+    clustered = ClusteredGAN(num_clusters=4, **SMALL, seed=3)
+    clustered.fit_clusters(x)
     refs = {}
     for name, model, fit_args in (
         ("dcgan", DCGAN(**SMALL, label_smoothing=0.1, seed=3), (x,)),
         ("cgan", ConditionalGAN(num_classes=4, **SMALL, seed=3), (x, y)),
+        ("clgan", clustered, (x,)),
     ):
         model.compile(
             d_optimizer=keras.optimizers.Adam(1e-3, beta_1=0.5),
@@ -45,8 +48,9 @@ def test_save_load_round_trip_restores_outputs_and_both_optimizers(tmp_path):
         model.save(tmp_path / f"{name}.keras")
         z = model.sample_latents(5, seed=0)
         labels = np.array([0, 1, 2, 3, 0])
-        out = model.generate_from_latents(z, labels if name == "cgan" else None)
-        raw = model.generate_from_latents(z, labels if name == "cgan" else None, average=False)
+        cond = name != "dcgan"
+        out = model.generate_from_latents(z, labels if cond else None)
+        raw = model.generate_from_latents(z, labels if cond else None, average=False)
         assert not np.allclose(out, raw, atol=1e-5)  # the averaged generator is a second set of weights
         np.savez(
             tmp_path / f"{name}.npz",
@@ -54,6 +58,8 @@ def test_save_load_round_trip_restores_outputs_and_both_optimizers(tmp_path):
             labels=labels,
             out=out,
             raw=raw,
+            **({"centroids": np.asarray(model.centroids), "shares": np.asarray(model.cluster_weights),
+                "samples": model.generate(5, seed=1)} if name == "clgan" else {}),
             **{f"d{i}": np.asarray(v) for i, v in enumerate(model.d_optimizer.variables)},
             **{f"g{i}": np.asarray(v) for i, v in enumerate(model.g_optimizer.variables)},
         )
@@ -66,10 +72,10 @@ def test_save_load_round_trip_restores_outputs_and_both_optimizers(tmp_path):
         import aigc_tf  # registers the classes; nothing else is imported
 
         folder, result = sys.argv[1], {}
-        for name in ("dcgan", "cgan"):
+        for name in ("dcgan", "cgan", "clgan"):
             ref = np.load(f"{folder}/{name}.npz")
             model = keras.models.load_model(f"{folder}/{name}.keras")
-            cond = name == "cgan"
+            cond = name != "dcgan"
             out = model.generate_from_latents(ref["z"], ref["labels"] if cond else None)
             d_vars, g_vars = model.d_optimizer.variables, model.g_optimizer.variables
             r = {
@@ -86,9 +92,14 @@ def test_save_load_round_trip_restores_outputs_and_both_optimizers(tmp_path):
                 "label_smoothing": model.label_smoothing,
                 "jit": model.jit_compile,
             }
+            if name == "clgan":
+                r["same_clusters"] = bool(np.array_equal(np.asarray(model.centroids), ref["centroids"])
+                                          and np.array_equal(np.asarray(model.cluster_weights), ref["shares"]))
+                r["same_samples"] = bool(np.allclose(model.generate(5, seed=1), ref["samples"], atol=1e-6))
+                r["num_clusters"] = model.num_clusters
             x = np.full((16, 16, 16, 1), -1.0, np.float32)
             x[:, 4:8, 4:8] = 1.0
-            args = (x, np.arange(16) % 4) if cond else (x,)
+            args = (x, np.arange(16) % 4) if name == "cgan" else (x,)
             history = model.fit(*args, batch_size=8, epochs=1, verbose=0).history
             r["iterations"] = [int(model.d_optimizer.iterations), int(model.g_optimizer.iterations)]
             r["finite"] = bool(all(np.isfinite(v[0]) for v in history.values()))
@@ -97,7 +108,7 @@ def test_save_load_round_trip_restores_outputs_and_both_optimizers(tmp_path):
         """,
         str(tmp_path),
     )
-    for name, cls in (("dcgan", "DCGAN"), ("cgan", "ConditionalGAN")):
+    for name, cls in (("dcgan", "DCGAN"), ("cgan", "ConditionalGAN"), ("clgan", "ClusteredGAN")):
         r = out[name]
         assert r["cls"] == cls
         assert r["same_output"] and r["same_raw_output"]
@@ -108,6 +119,7 @@ def test_save_load_round_trip_restores_outputs_and_both_optimizers(tmp_path):
         assert r["iterations"] == [4, 4]  # 2 restored steps + 2 new ones
         assert r["finite"] and r["jit"] is True
     assert out["dcgan"]["label_smoothing"] == 0.1
+    assert out["clgan"]["same_clusters"] and out["clgan"]["same_samples"] and out["clgan"]["num_clusters"] == 4
 
 
 def test_mirrored_strategy_matches_a_single_device_run():
@@ -124,7 +136,7 @@ def test_mirrored_strategy_matches_a_single_device_run():
         cpus = tf.config.list_physical_devices("CPU")
         tf.config.set_logical_device_configuration(cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
         import numpy as np, keras
-        from aigc_tf.gan import ConditionalGAN, DCGAN
+        from aigc_tf.gan import ClusteredGAN, ConditionalGAN, DCGAN
 
         small = dict(latent_dim=8, image_shape=(16, 16, 1), generator_filters=(16, 8),
                      discriminator_filters=(8, 16), dropout=0.0, seed=11)
@@ -134,9 +146,12 @@ def test_mirrored_strategy_matches_a_single_device_run():
         result = {}
         # One strategy for the process: a second one would reuse collective-op keys.
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
-        for name, cls, extra in (("dcgan", DCGAN, {}), ("cgan", ConditionalGAN, {"num_classes": 3})):
+        for name, cls, extra in (("dcgan", DCGAN, {}), ("cgan", ConditionalGAN, {"num_classes": 3}),
+                                 ("clgan", ClusteredGAN, {"num_clusters": 3})):
             def make():
                 model = cls(**small, **extra)
+                if name == "clgan":
+                    model.fit_clusters(x)
                 model.compile(d_optimizer=keras.optimizers.SGD(0.05), g_optimizer=keras.optimizers.SGD(0.05))
                 return model
 
@@ -164,7 +179,7 @@ def test_mirrored_strategy_matches_a_single_device_run():
         print(json.dumps(result))
         """
     )
-    for name in ("dcgan", "cgan"):
+    for name in ("dcgan", "cgan", "clgan"):
         r = out[name]
         assert r["replicas"] == 2
         assert r["moved"] > 1e-3  # the weights did change
