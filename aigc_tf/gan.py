@@ -1,4 +1,5 @@
-"""DCGAN (Radford et al., 2015) and a conditional GAN (Mirza & Osindero, 2014).
+"""DCGAN (Radford et al., 2015), a conditional GAN (Mirza & Osindero, 2014), and
+a GAN conditioned on k-means clusters of the training images (no labels needed).
 
 The game, with D returning a *logit* l = D(x) and sigma the sigmoid:
 
