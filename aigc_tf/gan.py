@@ -32,6 +32,7 @@ Images live in [-1, 1] (tanh output): load data with
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -688,6 +689,7 @@ class ConditionalGAN(DCGAN):
         self.num_classes = int(num_classes)
         self.label_dim = int(label_dim)
         super().__init__(latent_dim=latent_dim, image_shape=image_shape, **kwargs)
+        self._labels_checked = weakref.WeakSet()  # datasets whose first batch of labels was read
 
     def _make_generator(self) -> keras.Model:
         return make_generator(
@@ -725,10 +727,12 @@ class ConditionalGAN(DCGAN):
 
     def _check_input(self, x, y, name: str) -> None:
         super()._check_input(x, y, name)
-        if isinstance(x, tf.data.Dataset):
-            # One batch is cheap to read and catches 1-based or one-hot labels.
+        if isinstance(x, tf.data.Dataset) and x not in self._labels_checked:
+            # One batch catches 1-based or one-hot labels; read once per dataset
+            # (an iterator costs tens of ms, paid at every fit call otherwise).
             for element in x.take(1):
                 _check_labels(np.asarray(element[1]), self.num_classes, name)
+            self._labels_checked.add(x)
 
     def _check_label_array(self, y, n: int, name: str) -> None:
         if y is None:

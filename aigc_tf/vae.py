@@ -30,6 +30,7 @@ every epoch, and one fixed, seeded sample of the test set.
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -316,6 +317,10 @@ class VAE(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+        # Datasets whose first batch passed the value-range check: reading a batch
+        # costs an iterator (tens of ms), which repeated fit(..., epochs=1) calls
+        # on the same dataset need not pay again.
+        self._range_checked = weakref.WeakSet()
         self.build((None, *image_shape))
 
     def build(self, input_shape) -> None:
@@ -422,9 +427,11 @@ class VAE(keras.Model):
                     f"{name}: images must have shape (..., {', '.join(map(str, self.image_shape))}) "
                     f"(image_shape={self.image_shape}), got {tuple(spec.shape)}."
                 )
-            # One element is cheap to read and catches the common 0..255 mistake.
-            for element in x.take(1):
-                _check_range(images_of(element), name)
+            # One element catches the common 0..255 mistake; read once per dataset.
+            if x not in self._range_checked:
+                for element in x.take(1):
+                    _check_range(images_of(element), name)
+                self._range_checked.add(x)
         elif isinstance(x, tuple) and x:
             self._check_input(x[0], name)
         elif x is not None and hasattr(x, "shape"):

@@ -497,6 +497,13 @@ def test_conditional_gan_rejects_bad_labels_in_fit():
         model.fit(tf.data.Dataset.from_tensor_slices(x).batch(4), verbose=0)
     with pytest.raises(ValueError, match="8 images but 7 labels"):
         model.fit(x, np.arange(7) % 4, batch_size=4, verbose=0)
+    bad = tf.data.Dataset.from_tensor_slices((x, np.arange(8) + 1)).batch(8)
+    for _ in range(2):  # a failing dataset is not remembered as checked
+        with pytest.raises(ValueError, match=r"\[0, 4\)"):
+            model.fit(bad, verbose=0)
+    good = tf.data.Dataset.from_tensor_slices((x, np.arange(8) % 4)).batch(8)
+    model.fit(good, verbose=0)
+    assert good in model._labels_checked and bad not in model._labels_checked  # read once, not at every fit
 
 
 def test_predict_points_to_generate():

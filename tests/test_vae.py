@@ -439,3 +439,22 @@ def test_bad_num_samples_and_n(small_model):
         small_model.generate(0)
     with pytest.raises(TypeError, match="dataset"):
         binarize(np.zeros((2, 4, 4, 1)))
+
+
+def test_range_check_reads_each_dataset_once(small_model, monkeypatch):
+    """The first-batch range check runs once per dataset object, and a failing dataset fails every time."""
+    import aigc_tf.vae as vae_module
+
+    calls = []
+    check = vae_module._check_range
+    monkeypatch.setattr(vae_module, "_check_range", lambda images, name: (calls.append(name), check(images, name)))
+    ds = tf.data.Dataset.from_tensor_slices(bars(4)).batch(2)
+    small_model._check_input(ds, "x")
+    small_model._check_input(ds, "x")
+    assert len(calls) == 1
+    small_model._check_input(tf.data.Dataset.from_tensor_slices(bars(4)).batch(2), "x")  # a new dataset is read
+    assert len(calls) == 2
+    bad = tf.data.Dataset.from_tensor_slices(np.full((4, 16, 16, 1), 255.0, np.float32)).batch(2)
+    for _ in range(2):
+        with pytest.raises(ValueError, match=r"\[0, 1\]"):
+            small_model.fit(bad, verbose=0)
