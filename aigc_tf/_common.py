@@ -3,6 +3,9 @@ distribution bookkeeping and argument checks."""
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
+
 import tensorflow as tf
 from keras import ops
 
@@ -12,6 +15,21 @@ def images_of(data):
     if isinstance(data, (tuple, list)):
         return data[0]
     return data
+
+
+def check_first_batch(dataset: tf.data.Dataset, checked: weakref.WeakSet, check: Callable) -> None:
+    """Run ``check(first element)`` once per dataset object.
+
+    One batch catches the common mistakes (0..255 pixels, 1-based labels), but
+    reading it creates an iterator, tens of ms that repeated ``fit(..., epochs=1)``
+    calls on the same dataset need not pay again. A dataset that fails the check
+    is not remembered, so it fails every time.
+    """
+    if dataset in checked:
+        return
+    for element in dataset.take(1):
+        check(element)
+    checked.add(dataset)
 
 
 def replica() -> tuple:

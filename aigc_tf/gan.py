@@ -41,7 +41,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from aigc_tf._common import check_image_shape, global_batch_size, images_of, replica
+from aigc_tf._common import check_first_batch, check_image_shape, global_batch_size, images_of, replica
 
 # --------------------------------------------------------------------------- #
 # Losses, as plain functions of logits (per example, no reduction).
@@ -727,12 +727,9 @@ class ConditionalGAN(DCGAN):
 
     def _check_input(self, x, y, name: str) -> None:
         super()._check_input(x, y, name)
-        if isinstance(x, tf.data.Dataset) and x not in self._labels_checked:
-            # One batch catches 1-based or one-hot labels; read once per dataset
-            # (an iterator costs tens of ms, paid at every fit call otherwise).
-            for element in x.take(1):
-                _check_labels(np.asarray(element[1]), self.num_classes, name)
-            self._labels_checked.add(x)
+        if isinstance(x, tf.data.Dataset):
+            check_first_batch(x, self._labels_checked,
+                              lambda element: _check_labels(np.asarray(element[1]), self.num_classes, name))
 
     def _check_label_array(self, y, n: int, name: str) -> None:
         if y is None:
@@ -814,7 +811,6 @@ class ClusteredGAN(ConditionalGAN):
         """
         if isinstance(num_clusters, bool) or not isinstance(num_clusters, (int, np.integer)) or num_clusters < 2:
             raise ValueError(f"num_clusters must be an int >= 2, got {num_clusters!r}.")
-        kwargs.pop("num_classes", None)  # from_config of older configs; the count is num_clusters
         super().__init__(num_classes=int(num_clusters), latent_dim=latent_dim, image_shape=image_shape, **kwargs)
         pixels = int(np.prod(self.image_shape))
         # Model weights, so they are saved, loaded and mirrored with the networks.
@@ -873,6 +869,27 @@ class ClusteredGAN(ConditionalGAN):
         # ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; ||x||^2 is the same for every c.
         distances = ops.sum(ops.square(c), axis=1)[None, :] - 2.0 * ops.matmul(flat, ops.transpose(c))
         return ops.cast(ops.argmin(distances, axis=1), "int32")
+
+    def cluster_purity(self, images, labels=None) -> float:
+        """Share of images whose cluster's most common label is their own label.
+
+        The labels serve only this measurement (1.0: every cluster holds a single
+        class); the model never trains on them.
+
+        Args:
+            images: ``(N, H, W, C)`` array (training range) with ``labels``, or a
+                ``tf.data.Dataset`` of ``(images, labels)`` batches.
+            labels: ``(N,)`` int class of each image (with an array).
+
+        Returns:
+            The purity, in [0, 1].
+        """
+        if isinstance(images, tf.data.Dataset):
+            pairs = [(np.asarray(self.nearest_cluster(x)), np.asarray(y)) for x, y in images.as_numpy_iterator()]
+            ids, labels = (np.concatenate(p) for p in zip(*pairs))
+        else:
+            ids, labels = np.asarray(self.nearest_cluster(images)), np.asarray(labels)
+        return float(sum(np.bincount(labels[ids == k]).max() for k in np.unique(ids)) / len(ids))
 
     def _check_fitted(self) -> None:
         if not np.any(np.asarray(self.cluster_weights) > 0):

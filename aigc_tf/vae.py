@@ -39,7 +39,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from aigc_tf._common import check_image_shape, global_batch_size, images_of, replica
+from aigc_tf._common import check_first_batch, check_image_shape, global_batch_size, images_of, replica
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -317,10 +317,7 @@ class VAE(keras.Model):
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
-        # Datasets whose first batch passed the value-range check: reading a batch
-        # costs an iterator (tens of ms), which repeated fit(..., epochs=1) calls
-        # on the same dataset need not pay again.
-        self._range_checked = weakref.WeakSet()
+        self._range_checked = weakref.WeakSet()  # datasets whose first batch passed the range check
         self.build((None, *image_shape))
 
     def build(self, input_shape) -> None:
@@ -427,11 +424,7 @@ class VAE(keras.Model):
                     f"{name}: images must have shape (..., {', '.join(map(str, self.image_shape))}) "
                     f"(image_shape={self.image_shape}), got {tuple(spec.shape)}."
                 )
-            # One element catches the common 0..255 mistake; read once per dataset.
-            if x not in self._range_checked:
-                for element in x.take(1):
-                    _check_range(images_of(element), name)
-                self._range_checked.add(x)
+            check_first_batch(x, self._range_checked, lambda element: _check_range(images_of(element), name))
         elif isinstance(x, tuple) and x:
             self._check_input(x[0], name)
         elif x is not None and hasattr(x, "shape"):

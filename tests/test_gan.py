@@ -538,6 +538,8 @@ def test_fit_clusters_is_scipy_kmeans_and_finds_the_groups():
     pairs = set(zip(ids.tolist(), group.tolist()))
     assert len(pairs) == 3 and len({i for i, _ in pairs}) == 3
     np.testing.assert_allclose(model.cluster_weights, np.bincount(ids, minlength=3) / 31)
+    assert model.cluster_purity(x, group) == 1.0
+    assert model.cluster_purity(x, np.arange(31) % 2) == pytest.approx((5 + 6 + 5) / 31)  # majority per cluster
     np.testing.assert_allclose(np.sort(model.cluster_weights), [10 / 31, 10 / 31, 11 / 31], rtol=1e-6)
     centroids, _ = kmeans2(x.reshape(31, -1).astype(np.float64), 3, iter=20, seed=4, minit="++")
     np.testing.assert_allclose(model.centroids, centroids, atol=1e-5)
