@@ -25,6 +25,12 @@ One training step (:meth:`DCGAN.train_step`):
    equilibrium as D and G chase each other, the average sits nearer its centre
    and draws cleaner samples.
 
+Sampling with the discriminator (:meth:`DCGAN.generate_rejection`; Azadi et
+al., 2019, "Discriminator rejection sampling"): at D's optimum its logit is
+log p_data(x) / p_g(x), so keeping each G(z) with probability
+exp(min(0, D(G(z)) - bound)) turns samples of p_g into samples of p_data, as far
+as D is optimal (:func:`rejection_acceptance`).
+
 Images live in [-1, 1] (tanh output): load data with
 ``aigc_tf.data.load_images(..., value_range=(-1, 1))``, and show samples with
 ``aigc_tf.plotting.to_unit_range``.
@@ -110,6 +116,28 @@ def minimax_generator_loss(fake_logits):
         ``(batch,)`` float32.
     """
     return ops.reshape(-ops.softplus(ops.cast(fake_logits, "float32")), (-1,))
+
+
+def rejection_acceptance(logits, bound: float) -> np.ndarray:
+    """Acceptance probability of discriminator rejection sampling (Azadi et al., 2019).
+
+    At the optimum D*(x) = p_data / (p_data + p_g), so D's logit is the log density
+    ratio: l(x) = log p_data(x) - log p_g(x). Rejection sampling from the proposal
+    p_g with envelope constant e^bound >= max_x p_data(x) / p_g(x) accepts x with
+    probability p_data(x) / (e^bound p_g(x)) = exp(l(x) - bound), and the accepted
+    samples follow p_data exactly. With a bound below the largest logit the ratio
+    is clipped at 1 (the samples above it are all kept): a trade between the
+    acceptance rate and how closely the samples follow the ratio.
+
+    Args:
+        logits: D's logits l(x), any shape.
+        bound: the log envelope constant.
+
+    Returns:
+        float64 array shaped like ``logits``: min(1, exp(l - bound)).
+    """
+    logits = np.asarray(logits, dtype=np.float64)
+    return np.exp(np.minimum(logits - float(bound), 0.0))
 
 
 # --------------------------------------------------------------------------- #
@@ -638,6 +666,101 @@ class DCGAN(keras.Model):
         """
         return self.generate_from_latents(self.sample_latents(num_images, seed), average=average)
 
+    def generate_rejection(self, num_images: int, seed: int | None = None, **kwargs: Any) -> np.ndarray:
+        """Sample ``num_images`` images, keeping those D finds realistic (discriminator rejection sampling).
+
+        Each proposal x = G(z) is kept with probability :func:`rejection_acceptance`
+        ``(D(x), bound)``; a rejected slot gets a fresh z until it is filled. If D
+        were optimal, the kept images would follow p_data instead of p_g. D judges
+        the images of the averaged generator here, while it was trained against the
+        raw one: a close but not exact match, so this is a correction, not a cure.
+
+        Args:
+            num_images: >= 1.
+            seed: int for reproducible samples (``None``: the model's sampling stream).
+                Proposals that are all accepted give exactly ``generate(num_images, seed)``.
+            **kwargs: ``percentile`` (default 95: the bound is this percentile of D's
+                logits on ``burn_in`` proposals; 100 is the largest, as in the paper),
+                ``bound`` (a fixed log bound instead), ``average``, ``burn_in`` (default
+                2,000 proposals) and ``max_rounds`` (default 100 rounds of at least 1,000
+                proposals; more raise a ``RuntimeError`` rather than loop on).
+
+        Returns:
+            ``(num_images, H, W, C)`` float32 array in [-1, 1].
+        """
+        return self._rejection_sample(_check_count(num_images, "num_images"), None, seed, **kwargs)
+
+    def discriminator_logits(self, images, labels=None, *, batch_size: int = 1000) -> np.ndarray:
+        """D's logits ``(N,)`` for images in [-1, 1] (inference mode): log p_data / p_g at D's optimum."""
+        images = np.asarray(images, dtype=np.float32)
+        _check_shape(tuple(images.shape), self.image_shape, "images")
+        if labels is not None:
+            labels = np.asarray(labels).astype(np.int32)
+        out = []
+        for start in range(0, len(images), int(batch_size)):
+            xb = tf.convert_to_tensor(images[start : start + int(batch_size)])
+            if self.num_classes:
+                lb = tf.convert_to_tensor(labels[start : start + int(batch_size)])
+                out.append(self._logits_fn([xb, lb]))
+            else:
+                out.append(self._logits_fn(xb))
+        return np.concatenate([ops.convert_to_numpy(o)[:, 0] for o in out]).astype(np.float32)
+
+    @tf.function(reduce_retracing=True)
+    def _logits_fn(self, inputs):
+        return self.discriminator(inputs, training=False)
+
+    def _resolve_seed(self, seed) -> int:
+        """An int seed; ``None`` draws one from the model's sampling stream."""
+        if seed is None:
+            return int(ops.convert_to_numpy(
+                keras.random.randint((), 0, 2**31 - 1, seed=self.sample_seed_generator)))
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}.")
+        return int(seed)
+
+    def _rejection_sample(self, n: int, labels, seed, *, percentile: float = 95.0, bound: float | None = None,
+                          average: bool = True, burn_in: int = 2000, max_rounds: int = 100) -> np.ndarray:
+        """Discriminator rejection sampling of ``n`` images (with ``labels``, one per slot, if conditional)."""
+        if bound is None and not 0.0 <= float(percentile) <= 100.0:
+            raise ValueError(f"percentile must be in [0, 100], got {percentile}.")
+        burn_in = _check_count(burn_in, "burn_in")
+        max_rounds = _check_count(max_rounds, "max_rounds")
+        seed = self._resolve_seed(seed)
+        z_rng = np.random.default_rng(seed)            # the stream sample_latents(n, seed) uses
+        u_rng = np.random.default_rng((seed, 2))       # the accept/reject draws and the burn-in
+
+        def propose(count, slot_labels):
+            z = z_rng.standard_normal((count, self.latent_dim)).astype(np.float32)
+            images = self.generate_from_latents(z, slot_labels, average=average)
+            return images, self.discriminator_logits(images, slot_labels)
+
+        if bound is None:
+            # The bound comes from a separate burn-in draw, so the first round's z
+            # stream is the one generate(n, seed) uses.
+            probe_labels = None if labels is None else np.resize(labels, burn_in)
+            z = u_rng.standard_normal((burn_in, self.latent_dim)).astype(np.float32)
+            probe = self.generate_from_latents(z, probe_labels, average=average)
+            bound = float(np.percentile(self.discriminator_logits(probe, probe_labels), percentile))
+
+        out = np.empty((n, *self.image_shape), np.float32)
+        pending = np.arange(n)
+        for _ in range(max_rounds):
+            # One proposal per open slot, repeated so a round has >= 1,000 proposals:
+            # the last few slots do not each need many rounds at a low acceptance rate.
+            slots = np.tile(pending, -(-1000 // len(pending)))
+            images, logits = propose(len(slots), None if labels is None else labels[slots])
+            keep = u_rng.random(len(slots)) < rejection_acceptance(logits, bound)
+            filled, first = np.unique(slots[keep], return_index=True)  # each slot's first accepted proposal
+            out[filled] = images[keep][first]
+            pending = np.setdiff1d(pending, filled)
+            if not len(pending):
+                return out
+        raise RuntimeError(
+            f"discriminator rejection sampling: {len(pending)} of {n} images still rejected after "
+            f"max_rounds={max_rounds} rounds (bound {bound:.2f}); lower `percentile` or `bound`, or raise max_rounds."
+        )
+
     # ---- serialization -------------------------------------------------------------
 
     def get_config(self) -> dict[str, Any]:
@@ -755,6 +878,18 @@ class ConditionalGAN(DCGAN):
             raise ValueError(f"labels must be a non-empty 1-D array of class ids, got shape {labels.shape}.")
         _check_labels(labels, self.num_classes, "labels")
         return self.generate_from_latents(self.sample_latents(len(labels), seed), labels, average=average)
+
+    def generate_rejection(self, labels, seed: int | None = None, **kwargs: Any) -> np.ndarray:
+        """One image per requested label, by discriminator rejection sampling.
+
+        As :meth:`DCGAN.generate_rejection`; D(x, y) judges each image with its own
+        label, and a rejected slot is proposed again with the same label.
+        """
+        labels = np.asarray(labels)
+        if labels.ndim != 1 or len(labels) == 0:
+            raise ValueError(f"labels must be a non-empty 1-D array of class ids, got shape {labels.shape}.")
+        _check_labels(labels, self.num_classes, "labels")
+        return self._rejection_sample(len(labels), labels.astype(np.int32), seed, **kwargs)
 
     def generate_from_latents(self, z, labels=None, *, batch_size: int = 1000, average: bool = True) -> np.ndarray:
         """Like :meth:`DCGAN.generate_from_latents`, with ``(N,)`` labels required."""
@@ -957,6 +1092,12 @@ class ClusteredGAN(ConditionalGAN):
         self._check_fitted()
         return ConditionalGAN.generate(self, clusters, seed, average=average)
 
+    def generate_rejection(self, num_images: int, seed: int | None = None, **kwargs: Any) -> np.ndarray:
+        """Mixture samples by discriminator rejection sampling: k ~ pi per slot, then as
+        :meth:`ConditionalGAN.generate_rejection` on those cluster ids."""
+        seed = self._resolve_seed(seed)
+        return ConditionalGAN.generate_rejection(self, self.sample_clusters(num_images, seed), seed, **kwargs)
+
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
         config["num_clusters"] = config.pop("num_classes")
@@ -1049,4 +1190,5 @@ __all__ = [
     "make_discriminator",
     "make_generator",
     "minimax_generator_loss",
+    "rejection_acceptance",
 ]

@@ -20,6 +20,7 @@ from aigc_tf.gan import (
     discriminator_loss,
     generator_loss,
     minimax_generator_loss,
+    rejection_acceptance,
 )
 
 SMALL = dict(latent_dim=8, image_shape=(16, 16, 1), generator_filters=(16, 8), discriminator_filters=(8, 16))
@@ -711,3 +712,91 @@ def test_toy_log_density_ratio_is_the_quadratic_used_in_notebook_01():
     x = np.linspace(-3, 5, 17)
     ratio = stats.norm.logpdf(x, 2.0, 0.5) - stats.norm.logpdf(x, 0.0, 1.0)
     np.testing.assert_allclose(ratio, np.log(2) - 8 + 8 * x - 1.5 * x**2, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- #
+# Discriminator rejection sampling.
+# --------------------------------------------------------------------------- #
+
+
+def test_rejection_acceptance_hand_values():
+    logits = np.array([-3.0, 0.0, 1.0, 2.0, 5.0])
+    np.testing.assert_allclose(rejection_acceptance(logits, 1.0), [np.exp(-4), np.exp(-1), 1, 1, 1])
+    assert rejection_acceptance(np.zeros((2, 3)), 0.0).shape == (2, 3)
+
+
+def test_rejection_with_the_optimal_discriminator_recovers_p_data():
+    """Notebook 01's toy: p_g = N(0, 1), p_data = N(2, 0.5^2), D*'s logit is the exact
+    log ratio (log 2 - 8) + 8x - 1.5x^2, largest at x = 8/3 where it is log 2 + 8/3.
+    With that bound the kept proposals follow p_data, at a rate of e^-bound."""
+    from scipy import stats
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(400_000)
+    logit = np.log(2) - 8 + 8 * x - 1.5 * x**2
+    bound = np.log(2) + 8 / 3
+    assert logit.max() <= bound
+    kept = x[rng.random(len(x)) < rejection_acceptance(logit, bound)]
+    rate = len(kept) / len(x)
+    assert rate == pytest.approx(np.exp(-bound), abs=4 * np.sqrt(rate / len(x)))
+    assert stats.kstest(kept, stats.norm(2.0, 0.5).cdf).pvalue > 0.01
+    assert stats.kstest(kept, stats.norm(0.0, 1.0).cdf).pvalue < 1e-6
+    # A bound below the largest ratio clips it: more samples kept, and no longer p_data.
+    clipped = x[rng.random(len(x)) < rejection_acceptance(logit, bound - 3)]
+    assert len(clipped) > 4 * len(kept)
+    assert stats.kstest(clipped, stats.norm(2.0, 0.5).cdf).pvalue < 1e-6
+    assert 0 < kept.mean() - clipped.mean()
+
+
+def test_generate_rejection_keeps_what_d_rates_higher():
+    model = DCGAN(**SMALL, seed=0)
+    a = model.generate_rejection(300, seed=1, percentile=50, burn_in=500)
+    assert a.shape == (300, 16, 16, 1) and a.dtype == np.float32 and np.abs(a).max() <= 1.0
+    np.testing.assert_array_equal(a, model.generate_rejection(300, seed=1, percentile=50, burn_in=500))
+    assert not np.array_equal(a, model.generate_rejection(300, seed=2, percentile=50, burn_in=500))
+    plain = model.generate(300, seed=1)
+    # The kept images score higher under D than plain samples (the same D, the same stream).
+    assert model.discriminator_logits(a).mean() > model.discriminator_logits(plain).mean()
+    logits = model.discriminator_logits(plain)
+    np.testing.assert_allclose(logits, model.discriminator(plain, training=False).numpy()[:, 0], atol=1e-6)
+    # A bound below every logit accepts every first proposal: exactly generate(n, seed).
+    np.testing.assert_array_equal(model.generate_rejection(40, seed=3, bound=-1e9), model.generate(40, seed=3))
+    with pytest.raises(RuntimeError, match="max_rounds=2"):
+        model.generate_rejection(5, seed=0, bound=1e9, max_rounds=2)
+    with pytest.raises(ValueError, match="percentile must be in"):
+        model.generate_rejection(5, percentile=101)
+    with pytest.raises(ValueError, match="num_images must be >= 1"):
+        model.generate_rejection(0)
+    with pytest.raises(TypeError, match="seed must be an int"):
+        model.generate_rejection(5, seed="a")
+    with pytest.raises(ValueError, match="channel count 1"):
+        model.discriminator_logits(np.zeros((2, 16, 16, 3), np.float32))
+    assert model.generate_rejection(3).shape == (3, 16, 16, 1)  # seed=None: the model's stream
+
+
+def test_conditional_generate_rejection_keeps_the_requested_labels():
+    model = ConditionalGAN(3, **SMALL, seed=0)
+    labels = np.array([0, 1, 2, 2, 1, 0, 0])
+    np.testing.assert_array_equal(model.generate_rejection(labels, seed=4, bound=-1e9),
+                                  model.generate(labels, seed=4))
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+        model.generate_rejection(np.array([0, 3]))
+
+    # Slot bookkeeping: a stand-in generator writes each proposal's label into its pixels
+    # (plus a little z-dependent jitter so D's logits vary), so every kept image must carry
+    # its own slot's label, whatever round filled it.
+    def labelled_images(z, labels=None, **kwargs):
+        value = 0.3 * np.asarray(labels, np.float32) + 0.01 * np.asarray(z)[:, 0]
+        return np.broadcast_to(value[:, None, None, None], (len(z), 16, 16, 1)).astype(np.float32)
+
+    model.generate_from_latents = labelled_images
+    many = np.repeat(labels, 40)
+    out = model.generate_rejection(many, seed=4, percentile=95, burn_in=300)
+    np.testing.assert_array_equal(np.round(out.mean(axis=(1, 2, 3)) / 0.3), many)
+
+    clustered = ClusteredGAN(3, **SMALL, seed=0)
+    with pytest.raises(RuntimeError, match="fit_clusters"):
+        clustered.generate_rejection(4)
+    clustered.fit_clusters(blobs(12))
+    np.testing.assert_array_equal(clustered.generate_rejection(9, seed=5, bound=-1e9), clustered.generate(9, seed=5))
+    assert clustered.generate_rejection(9, seed=5, percentile=80, burn_in=300).shape == (9, 16, 16, 1)
