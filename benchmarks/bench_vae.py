@@ -221,9 +221,6 @@ def bench_throughput(profile: str, batch: int = 128, repeats: int = 5) -> list[s
 # --------------------------------------------------------------------------- #
 
 
-
-
-
 def bench_quality(profile: str, num_samples: int | None = None) -> list[str]:
     """Test ELBO and IW log-likelihood (nats) on dynamically binarized MNIST."""
     from aigc_tf.data import load_images
