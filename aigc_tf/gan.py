@@ -609,8 +609,7 @@ class DCGAN(keras.Model):
         if seed is None:
             z = keras.random.normal((num_images, self.latent_dim), seed=self.sample_seed_generator)
             return ops.convert_to_numpy(z).astype(np.float32)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}.")
+        _check_seed(seed)
         rng = np.random.default_rng(int(seed))
         return rng.standard_normal((num_images, self.latent_dim)).astype(np.float32)
 
@@ -632,14 +631,18 @@ class DCGAN(keras.Model):
             raise ValueError(f"z must have shape (N >= 1, {self.latent_dim}) (latent_dim), got {z.shape}.")
         if labels is not None and not self.num_classes:
             raise ValueError("DCGAN is unconditional: labels must be None (see ConditionalGAN).")
+        return self._batched(lambda inputs: self._generate_fn(inputs, average), z, labels, batch_size)
+
+    def _batched(self, fn, x: np.ndarray, labels, batch_size: int) -> np.ndarray:
+        """``fn`` on ``x`` (with ``labels`` for a conditional model) in batches, as one float32 array."""
         out = []
-        for start in range(0, len(z), int(batch_size)):
-            zb = tf.convert_to_tensor(z[start : start + int(batch_size)])
+        for start in range(0, len(x), int(batch_size)):
+            xb = tf.convert_to_tensor(x[start : start + int(batch_size)])
             if self.num_classes:
                 lb = tf.convert_to_tensor(labels[start : start + int(batch_size)], tf.int32)
-                out.append(self._generate_fn([zb, lb], average))
+                out.append(fn([xb, lb]))
             else:
-                out.append(self._generate_fn(zb, average))
+                out.append(fn(xb))
         return np.concatenate([ops.convert_to_numpy(ops.cast(o, "float32")) for o in out])
 
     @tf.function(reduce_retracing=True)
@@ -694,17 +697,7 @@ class DCGAN(keras.Model):
         """D's logits ``(N,)`` for images in [-1, 1] (inference mode): log p_data / p_g at D's optimum."""
         images = np.asarray(images, dtype=np.float32)
         _check_shape(tuple(images.shape), self.image_shape, "images")
-        if labels is not None:
-            labels = np.asarray(labels).astype(np.int32)
-        out = []
-        for start in range(0, len(images), int(batch_size)):
-            xb = tf.convert_to_tensor(images[start : start + int(batch_size)])
-            if self.num_classes:
-                lb = tf.convert_to_tensor(labels[start : start + int(batch_size)])
-                out.append(self._logits_fn([xb, lb]))
-            else:
-                out.append(self._logits_fn(xb))
-        return np.concatenate([ops.convert_to_numpy(o)[:, 0] for o in out]).astype(np.float32)
+        return self._batched(self._logits_fn, images, labels, batch_size)[:, 0]
 
     @tf.function(reduce_retracing=True)
     def _logits_fn(self, inputs):
@@ -715,8 +708,7 @@ class DCGAN(keras.Model):
         if seed is None:
             return int(ops.convert_to_numpy(
                 keras.random.randint((), 0, 2**31 - 1, seed=self.sample_seed_generator)))
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}.")
+        _check_seed(seed)
         return int(seed)
 
     def _rejection_sample(self, n: int, labels, seed, *, percentile: float = 95.0, bound: float | None = None,
@@ -730,18 +722,16 @@ class DCGAN(keras.Model):
         z_rng = np.random.default_rng(seed)            # the stream sample_latents(n, seed) uses
         u_rng = np.random.default_rng((seed, 2))       # the accept/reject draws and the burn-in
 
-        def propose(count, slot_labels):
-            z = z_rng.standard_normal((count, self.latent_dim)).astype(np.float32)
+        def propose(rng, count, slot_labels):
+            z = rng.standard_normal((count, self.latent_dim)).astype(np.float32)
             images = self.generate_from_latents(z, slot_labels, average=average)
             return images, self.discriminator_logits(images, slot_labels)
 
         if bound is None:
             # The bound comes from a separate burn-in draw, so the first round's z
             # stream is the one generate(n, seed) uses.
-            probe_labels = None if labels is None else np.resize(labels, burn_in)
-            z = u_rng.standard_normal((burn_in, self.latent_dim)).astype(np.float32)
-            probe = self.generate_from_latents(z, probe_labels, average=average)
-            bound = float(np.percentile(self.discriminator_logits(probe, probe_labels), percentile))
+            _, probe_logits = propose(u_rng, burn_in, None if labels is None else np.resize(labels, burn_in))
+            bound = float(np.percentile(probe_logits, percentile))
 
         out = np.empty((n, *self.image_shape), np.float32)
         pending = np.arange(n)
@@ -749,7 +739,7 @@ class DCGAN(keras.Model):
             # One proposal per open slot, repeated so a round has >= 1,000 proposals:
             # the last few slots do not each need many rounds at a low acceptance rate.
             slots = np.tile(pending, -(-1000 // len(pending)))
-            images, logits = propose(len(slots), None if labels is None else labels[slots])
+            images, logits = propose(z_rng, len(slots), None if labels is None else labels[slots])
             keep = u_rng.random(len(slots)) < rejection_acceptance(logits, bound)
             filled, first = np.unique(slots[keep], return_index=True)  # each slot's first accepted proposal
             out[filled] = images[keep][first]
@@ -1068,8 +1058,7 @@ class ClusteredGAN(ConditionalGAN):
             logits = ops.log(ops.convert_to_tensor(weights[None, :], "float32"))
             ids = keras.random.categorical(logits, num_images, seed=self.sample_seed_generator)
             return ops.convert_to_numpy(ids)[0].astype(np.int32)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}.")
+        _check_seed(seed)
         rng = np.random.default_rng((int(seed), 1))
         return rng.choice(self.num_clusters, size=num_images, p=weights / weights.sum()).astype(np.int32)
 
@@ -1170,6 +1159,11 @@ def _materialise_images(images, image_shape, name: str) -> np.ndarray:
     if x.ndim != 4:
         raise ValueError(f"{name}: expected a batch (N, {', '.join(map(str, image_shape))}), got {x.shape}.")
     return x
+
+
+def _check_seed(seed) -> None:
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TypeError(f"seed must be an int or None, got {seed!r}.")
 
 
 def _check_count(n, name: str) -> int:
