@@ -32,21 +32,24 @@ def check_first_batch(dataset: tf.data.Dataset, checked: weakref.WeakSet, check:
     checked.add(dataset)
 
 
-def replica() -> tuple:
-    """``(replica index, number of replicas in sync)``; ``(0, 1)`` without a strategy."""
-    context = tf.distribute.get_replica_context()
-    if context is None:  # cross-replica context: not inside a replica's step
-        return 0, 1
-    return context.replica_id_in_sync_group, context.num_replicas_in_sync
+def batch_rows(x) -> tuple:
+    """``(global batch size, this replica's first row in the global batch)`` of ``x``.
 
-
-def global_batch_size(x):
-    """Local batch size times the number of replicas training in sync.
-
-    Per-example losses are summed and divided by this: MirroredStrategy sums
-    the replicas' gradients, so a per-replica mean would step too far.
+    Without a strategy this is ``(batch, 0)``. Under ``MirroredStrategy`` each
+    replica holds a slice of the global batch, and the slices can differ in size
+    (a last batch of 7 on 2 replicas arrives as 4 + 3), so the local sizes are
+    gathered across replicas instead of assumed equal. Per-example losses are
+    summed and divided by the global size (the replicas' gradients are summed),
+    and noise is drawn for the whole global batch with each replica keeping its
+    own rows, so a multi-device step equals the single-device step.
     """
-    return ops.shape(x)[0] * replica()[1]
+    local = ops.shape(x)[0]
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return local, 0
+    sizes = context.all_gather(ops.reshape(ops.cast(local, "int32"), (1,)), axis=0)  # (replicas,)
+    before = ops.arange(context.num_replicas_in_sync) < context.replica_id_in_sync_group
+    return ops.sum(sizes), ops.sum(ops.where(before, sizes, 0))
 
 
 def check_image_shape(image_shape) -> tuple[int, int, int]:

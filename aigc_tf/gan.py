@@ -16,8 +16,10 @@ One training step (:meth:`DCGAN.train_step`):
 
 1. D step: fresh z, fakes G(z); D loss on the real batch (target 1, or
    ``1 - label_smoothing``) plus the fake batch (target 0); gradient w.r.t. D's
-   weights only.
-2. G step: new z; G loss = BCE(1, D(G(z))); gradient w.r.t. G's weights only.
+   weights only. G runs in training mode (batch statistics) but statelessly, so
+   this step leaves every variable of G as it was, BatchNorm statistics included.
+2. G step: new z; G loss = BCE(1, D(G(z))); gradient w.r.t. G's weights only;
+   D's variables are not touched.
 3. Weight averaging: an exponential moving average of G's weights is updated
    (Yazici et al., 2019, "The unusual effectiveness of averaging in GAN
    training"; Karras et al., 2018). The averaged generator is the one
@@ -47,7 +49,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from aigc_tf._common import check_first_batch, check_image_shape, global_batch_size, images_of, replica
+from aigc_tf._common import batch_rows, check_first_batch, check_image_shape, images_of
 
 # --------------------------------------------------------------------------- #
 # Losses, as plain functions of logits (per example, no reduction).
@@ -342,6 +344,8 @@ class DCGAN(keras.Model):
         # A second stream for generate(seed=None), so sampling between epochs does
         # not shift the training noise.
         self.sample_seed_generator = keras.random.SeedGenerator(None if seed is None else seed + 1)
+        # A third for evaluate() / validation_data, for the same reason.
+        self.eval_seed_generator = keras.random.SeedGenerator(None if seed is None else seed + 2)
 
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
@@ -462,49 +466,65 @@ class DCGAN(keras.Model):
         _check_static_shape(images, self.image_shape)
         return ops.cast(images, "float32"), None
 
-    def _latents(self, batch_size):
+    def _latents(self, batch_size, rows, seed_generator=None):
         """Fresh z for this replica's share of the global batch.
 
         Every replica draws the *global* batch of noise from the (mirrored, hence
-        identical) seed state and keeps its own slice; drawing only the local
+        identical) seed state and keeps its own rows; drawing only the local
         batch would hand every replica the same z.
+
+        Args:
+            batch_size: this replica's batch size.
+            rows: ``(global batch size, this replica's first row)``, from ``batch_rows``.
+            seed_generator: the noise stream (default: the training one).
         """
-        index, replicas = replica()
-        z = keras.random.normal((batch_size * replicas, self.latent_dim), seed=self.seed_generator)
-        if replicas == 1:
-            return z
-        start = index * batch_size
-        return z[start : start + batch_size]
+        global_batch, offset = rows
+        z = keras.random.normal((global_batch, self.latent_dim), seed=seed_generator or self.seed_generator)
+        return z[offset : offset + batch_size]
 
     def train_step(self, data):
         real, labels = self._unpack(data)
-        batch = ops.shape(real)[0]
-        global_batch = ops.cast(global_batch_size(real), "float32")
+        rows = batch_rows(real)
+        d_loss, real_logits, fake_logits = self._discriminator_step(real, labels, rows)
+        g_loss = self._generator_step(ops.shape(real)[0], labels, rows)
+        self._update_ema()  # move the averaged generator towards the new G
+        return self._update_trackers(d_loss, g_loss, real_logits, fake_logits)
 
-        # 1. Discriminator step: gradients w.r.t. D's weights only.
-        fake = self.generator(self._g_inputs(self._latents(batch), labels), training=True)
+    def _discriminator_step(self, real, labels, rows):
+        """One update of D's weights on a real batch and fresh fakes; G is left unchanged."""
+        z = self._latents(ops.shape(real)[0], rows)
+        # G in training mode (batch statistics, as in the G step), run statelessly:
+        # its BatchNorm moving averages are returned, not assigned, so this step
+        # changes no variable of G.
+        fake, _ = self.generator.stateless_call(
+            [v.value for v in self.generator.trainable_variables],
+            [v.value for v in self.generator.non_trainable_variables],
+            self._g_inputs(z, labels),
+            training=True,
+        )
         with tf.GradientTape() as tape:
             real_logits = self.discriminator(self._d_inputs(real, labels), training=True)
             fake_logits = self.discriminator(self._d_inputs(fake, labels), training=True)
             d_loss = discriminator_loss(real_logits, fake_logits, self.label_smoothing)
             # Replica gradients are summed: divide by the GLOBAL batch size.
-            d_scaled = self.d_optimizer.scale_loss(ops.sum(d_loss) / global_batch)
+            d_scaled = self.d_optimizer.scale_loss(ops.sum(d_loss) / ops.cast(rows[0], "float32"))
         d_vars = self.discriminator.trainable_variables
         self.d_optimizer.apply(_dense(tape.gradient(d_scaled, d_vars)), d_vars)
+        return d_loss, real_logits, fake_logits
 
-        # 2. Generator step on new noise: gradients w.r.t. G's weights only.
-        z = self._latents(batch)
+    def _generator_step(self, batch_size, labels, rows):
+        """One update of G's weights on new noise; D's variables are left unchanged."""
+        z = self._latents(batch_size, rows)
+        # D runs in training mode (fresh dropout masks) but has no BatchNorm (see
+        # make_discriminator), so none of D's weights change here.
         with tf.GradientTape() as tape:
-            fake_g = self.generator(self._g_inputs(z, labels), training=True)
-            g_logits = self.discriminator(self._d_inputs(fake_g, labels), training=True)
+            fake = self.generator(self._g_inputs(z, labels), training=True)
+            g_logits = self.discriminator(self._d_inputs(fake, labels), training=True)
             g_loss = generator_loss(g_logits)
-            g_scaled = self.g_optimizer.scale_loss(ops.sum(g_loss) / global_batch)
+            g_scaled = self.g_optimizer.scale_loss(ops.sum(g_loss) / ops.cast(rows[0], "float32"))
         g_vars = self.generator.trainable_variables
         self.g_optimizer.apply(_dense(tape.gradient(g_scaled, g_vars)), g_vars)
-
-        # 3. Move the averaged generator towards the new G.
-        self._update_ema()
-        return self._update_trackers(d_loss, g_loss, real_logits, fake_logits)
+        return g_loss
 
     def ema_decay_at(self, step):
         """The averaging decay used at G step ``step`` (1-based): min(d, (1 + t) / (10 + t))."""
@@ -525,8 +545,8 @@ class DCGAN(keras.Model):
     def test_step(self, data):
         """The same quantities as ``train_step``, with no update and ``training=False``."""
         real, labels = self._unpack(data)
-        batch = ops.shape(real)[0]
-        fake = self.generator(self._g_inputs(self._latents(batch), labels), training=False)
+        z = self._latents(ops.shape(real)[0], batch_rows(real), self.eval_seed_generator)
+        fake = self.generator(self._g_inputs(z, labels), training=False)
         real_logits = self.discriminator(self._d_inputs(real, labels), training=False)
         fake_logits = self.discriminator(self._d_inputs(fake, labels), training=False)
         d_loss = discriminator_loss(real_logits, fake_logits, self.label_smoothing)
@@ -560,9 +580,15 @@ class DCGAN(keras.Model):
         if self.d_optimizer is None:
             raise RuntimeError(f"call {type(self).__name__}.compile() before fit().")
         self._check_input(x, y, "x")
+        x = self._guard_dataset(x, "x")
         if kwargs.get("validation_data") is not None:
             self._check_input(kwargs["validation_data"], None, "validation_data")
+            kwargs["validation_data"] = self._guard_dataset(kwargs["validation_data"], "validation_data")
         return super().fit(x, y, *args, **kwargs)
+
+    def _guard_dataset(self, x, name: str):
+        """``x``, with checks on every batch added to a dataset's pipeline (none for DCGAN)."""
+        return x
 
     def evaluate(self, x=None, y=None, *args, **kwargs):
         """``keras.Model.evaluate`` after checking the image shape (and labels) of ``x``."""
@@ -844,6 +870,30 @@ class ConditionalGAN(DCGAN):
             check_first_batch(x, self._labels_checked,
                               lambda element: _check_labels(np.asarray(element[1]), self.num_classes, name))
 
+    def _guard_dataset(self, x, name: str):
+        """A dataset's labels checked batch by batch, in the input pipeline.
+
+        The first batch is checked in Python before training (a ``ValueError``);
+        this catches a bad label in a later batch, which would otherwise index
+        the label embedding out of range (an opaque error without XLA, and a
+        silently clamped lookup with it). The check runs in ``tf.data``, outside
+        the compiled step, and raises ``tf.errors.InvalidArgumentError``.
+        """
+        if not isinstance(x, tf.data.Dataset):
+            return x
+        num_classes = self.num_classes
+        message = f"{name}: labels must lie in [0, {num_classes}) (num_classes); a batch holds one outside it."
+
+        def check(images, labels, *rest):
+            checks = [
+                tf.debugging.assert_non_negative(labels, message=message),
+                tf.debugging.assert_less(labels, tf.cast(num_classes, labels.dtype), message=message),
+            ]
+            with tf.control_dependencies(checks):
+                return (images, tf.identity(labels), *rest)
+
+        return x.map(check)
+
     def _check_label_array(self, y, n: int, name: str) -> None:
         if y is None:
             raise ValueError(f"{name}: ConditionalGAN needs labels: fit(images, labels, ...).")
@@ -1041,6 +1091,9 @@ class ClusteredGAN(ConditionalGAN):
 
     def _check_label_array(self, y, n: int, name: str) -> None:
         pass
+
+    def _guard_dataset(self, x, name: str):
+        return x  # labels, if any, are ignored: the clusters are computed in the step
 
     # ---- generation ------------------------------------------------------------------
 

@@ -92,6 +92,16 @@ def frechet_distance_from_moments(mu_a, sigma_a, mu_b, sigma_b, eps: float = 1e-
             covmean = linalg.sqrtm((sigma_a + offset) @ (sigma_b + offset))
     # The product of two PSD matrices has real, non-negative eigenvalues; round-off
     # leaves tiny imaginary parts (and tiny negative eigenvalues), which we drop.
+    # A large one means the covariances are not valid (e.g. not PSD): say so, as
+    # the reference FID code does, rather than return a silently wrong number.
+    imaginary = float(np.max(np.abs(np.imag(covmean)), initial=0.0))
+    if imaginary > 1e-3 * max(1.0, float(np.max(np.abs(np.real(covmean)), initial=0.0))):
+        warnings.warn(
+            f"frechet_distance: sqrtm(sigma_a @ sigma_b) has an imaginary part of {imaginary:.3g}; "
+            "the covariances may not be positive semi-definite, so the distance is unreliable.",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     covmean = np.real(covmean)
     value = diff @ diff + np.trace(sigma_a) + np.trace(sigma_b) - 2.0 * np.trace(covmean)
     return float(max(value, 0.0))
@@ -309,7 +319,14 @@ def load_classifier(dataset: str = "mnist") -> keras.Model:
             f"{path} is missing: the classifier weights ship with the package; "
             "re-create them with `python scripts/train_classifiers.py`."
         )
-    model = make_classifier()
+    # Built in float32 whatever the global policy: the model is cached for the
+    # process, and features made under mixed_float16 would stay half precision.
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("float32")
+    try:
+        model = make_classifier()
+    finally:
+        keras.config.set_dtype_policy(previous)
     model.load_weights(path)
     return model
 

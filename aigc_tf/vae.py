@@ -38,8 +38,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 from keras import ops
+from scipy import special
 
-from aigc_tf._common import check_first_batch, check_image_shape, global_batch_size, images_of, replica
+from aigc_tf._common import batch_rows, check_first_batch, check_image_shape, images_of
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -67,6 +68,24 @@ def kl_divergence(z_mean, z_log_var):
     return -0.5 * ops.sum(
         1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1
     )
+
+
+def log_mean_exp(log_w, axis: int = 0) -> np.ndarray:
+    """log (1/k) sum_i exp(log_w_i) along ``axis``, in float64 and without underflow.
+
+    ``scipy.special.logsumexp`` shifts by the maximum before exponentiating: the
+    IWAE log-weights are around -100, and e^-100 underflows float32 (its
+    smallest subnormal is about e^-103), so the naive form returns -inf.
+
+    Args:
+        log_w: array of log-weights, k along ``axis``.
+        axis: the sample axis.
+
+    Returns:
+        The array without ``axis``, float64.
+    """
+    log_w = np.asarray(log_w, np.float64)
+    return special.logsumexp(log_w, axis=axis) - np.log(log_w.shape[axis])
 
 
 def bernoulli_log_likelihood(x, logits):
@@ -117,10 +136,11 @@ class Sampling(keras.layers.Layer):
     call, inside ``fit`` too (a plain ``seed=int`` would give the same noise every step).
 
     Under ``MirroredStrategy`` every replica reads the same generator state and
-    would draw the *same* eps for its share of the batch. Passing
-    ``replica_index`` and ``num_replicas`` makes each replica draw the noise of the
-    whole global batch and keep its own rows: the replicas' noise is independent
-    and a step equals the single-device step on the same global batch.
+    would draw the *same* eps for its share of the batch. Passing ``offset`` and
+    ``global_batch`` (from ``batch_rows``) makes each replica draw the noise of
+    the whole global batch and keep its own rows: the replicas' noise is
+    independent and a step equals the single-device step on the same global batch,
+    also when the replicas' shares differ in size.
     """
 
     def __init__(self, seed: int | None = None, **kwargs: Any) -> None:
@@ -131,11 +151,11 @@ class Sampling(keras.layers.Layer):
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
-    def call(self, inputs, replica_index=0, num_replicas: int = 1):
+    def call(self, inputs, offset=0, global_batch=None):
         """Args:
             inputs: ``(z_mean, z_log_var)``, each ``(batch, latent_dim)``.
-            replica_index: this replica's number (int or scalar tensor).
-            num_replicas: replicas training in sync (a Python int).
+            offset: this replica's first row in the global batch (int or scalar tensor).
+            global_batch: rows of noise to draw (``None``: this batch's size).
 
         Returns:
             ``(batch, latent_dim)`` sample z.
@@ -143,13 +163,11 @@ class Sampling(keras.layers.Layer):
         z_mean, z_log_var = inputs
         # ops.shape, not .shape: the batch size is unknown (None) while tracing.
         batch, latent = ops.shape(z_mean)[0], ops.shape(z_mean)[1]
-        if num_replicas == 1:
+        if global_batch is None:
             eps = keras.random.normal((batch, latent), dtype=z_mean.dtype, seed=self.seed_generator)
         else:
-            eps = keras.random.normal(
-                (batch * num_replicas, latent), dtype=z_mean.dtype, seed=self.seed_generator
-            )
-            eps = ops.slice(eps, (replica_index * batch, 0), (batch, latent))
+            eps = keras.random.normal((global_batch, latent), dtype=z_mean.dtype, seed=self.seed_generator)
+            eps = ops.slice(eps, (offset, 0), (batch, latent))
         return z_mean + ops.exp(0.5 * z_log_var) * eps
 
     def get_config(self) -> dict[str, Any]:
@@ -353,8 +371,8 @@ class VAE(keras.Model):
             ``-log p(x | z)`` summed over pixels and channels, and the closed-form KL.
         """
         z_mean, z_log_var = self.encoder(x, training=training)
-        replica_index, num_replicas = replica()
-        z = self.sampling((z_mean, z_log_var), replica_index=replica_index, num_replicas=num_replicas)
+        global_batch, offset = batch_rows(x)
+        z = self.sampling((z_mean, z_log_var), offset=offset, global_batch=global_batch)
         logits = self.decoder(z, training=training)
         reconstruction = -bernoulli_log_likelihood(x, logits)
         kl = kl_divergence(ops.cast(z_mean, "float32"), ops.cast(z_log_var, "float32"))
@@ -376,9 +394,9 @@ class VAE(keras.Model):
             reconstruction, kl = self.per_example_losses(x, training=True)
             loss = reconstruction + self.beta * kl
             # Average over the GLOBAL batch: replica gradients are summed across
-            # devices, so each replica divides by (local batch x replicas). A plain
+            # devices, so each replica divides by the global batch size. A plain
             # mean would take num_replicas times too large a step.
-            scaled = ops.sum(loss) / ops.cast(global_batch_size(x), loss.dtype)
+            scaled = ops.sum(loss) / ops.cast(batch_rows(x)[0], loss.dtype)
             # Identity in float32; multiplies by the loss scale under mixed_float16.
             scaled = self.optimizer.scale_loss(scaled)
         grads = tape.gradient(scaled, self.trainable_variables)
@@ -473,8 +491,8 @@ class VAE(keras.Model):
         """Importance-weighted estimate of log p(x) per example (IWAE bound), nats.
 
         log p(x) >= log (1/k) sum_i w_i,  w_i = p(x|z_i) p(z_i) / q(z_i|x),
-        z_i ~ q(z|x). The bound tightens as k grows; log-mean-exp is taken with
-        ``logsumexp`` (the w_i are around e^-100, which underflows float32).
+        z_i ~ q(z|x). The bound tightens as k grows; log-mean-exp is taken by
+        :func:`log_mean_exp` (the w_i are around e^-100, which underflows float32).
         The k samples are decoded in chunks of ``chunk_size``, so the decoder sees
         ``chunk_size x batch_size`` images per call.
 
@@ -502,9 +520,7 @@ class VAE(keras.Model):
                 k = min(chunk_size, num_samples - start)
                 eps = keras.random.normal((k, *ops.shape(z_mean)), seed=generator)
                 log_w.append(self._log_weights_fn(xb, z_mean, z_log_var, eps).numpy())
-            log_w = np.concatenate(log_w, axis=0).astype(np.float64)  # (k, batch)
-            peak = log_w.max(axis=0)
-            out.append(peak + np.log(np.mean(np.exp(log_w - peak), axis=0)))
+            out.append(log_mean_exp(np.concatenate(log_w, axis=0), axis=0))  # (k, batch) -> (batch,)
         return np.concatenate(out)
 
     @tf.function(reduce_retracing=True)
@@ -742,6 +758,7 @@ __all__ = [
     "bernoulli_log_likelihood",
     "gaussian_log_density",
     "kl_divergence",
+    "log_mean_exp",
     "make_decoder",
     "make_encoder",
 ]

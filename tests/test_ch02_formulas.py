@@ -21,6 +21,7 @@ from aigc_tf.vae import (
     bernoulli_log_likelihood,
     gaussian_log_density,
     kl_divergence,
+    log_mean_exp,
 )
 
 TINY = dict(image_shape=(8, 8, 1), filters=(8, 16), dense_units=32)
@@ -110,9 +111,14 @@ def test_shifted_log_mean_exp_is_exact_and_naive_underflows():
         naive = np.log(np.mean(np.exp(log_w)))
     assert naive == -np.inf  # e^-121.5 is below float32's smallest subnormal (e^-103.3)
     m = log_w.max()
-    stable = m + np.log(np.mean(np.exp(log_w - m)))
+    shifted = m + np.log(np.mean(np.exp(log_w - m)))  # the shift, in float32 as on the slide
     want = special.logsumexp(log_w.astype(np.float64)) - np.log(4)
-    assert stable == pytest.approx(want, abs=1e-5)
+    assert shifted == pytest.approx(want, abs=1e-5)
+    # The package's log_mean_exp, used by VAE.log_likelihood, along either axis.
+    assert log_mean_exp(log_w) == pytest.approx(want, abs=1e-12)
+    table = np.stack([log_w, log_w - 1000.0], axis=1)  # (k, 2): the second column is e^-1100 scale
+    np.testing.assert_allclose(log_mean_exp(table, axis=0), [want, want - 1000.0], atol=1e-9)
+    np.testing.assert_allclose(log_mean_exp(table.T, axis=1), [want, want - 1000.0], atol=1e-9)
 
 
 def test_log_likelihood_is_log_mean_exp_of_the_log_weights_with_the_same_noise():
@@ -179,12 +185,17 @@ def test_prior_quantile_grid():
 
 
 def test_time_cosine_schedule_is_keras_cosine_decay_with_alpha_005():
+    """eta(s) = eta_max (0.05 + 0.95 * (1 + cos(pi s)) / 2): TimeBudget's schedule, as notebook 02 trains."""
+    from aigc_tf.callbacks import TimeBudget
+
     peak, steps = 1e-3, 1000
+    budget = TimeBudget(60, peak_lr=peak, final_fraction=0.05, verbose=False)
     reference = keras.optimizers.schedules.CosineDecay(peak, decay_steps=steps, alpha=0.05)
     for step in (0, 1, 250, 500, 999, 1000):
         s = step / steps
-        ours = peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s)))
-        assert ours == pytest.approx(float(reference(step)), rel=1e-5)
+        assert budget.learning_rate(s) == pytest.approx(peak * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * s))))
+        assert budget.learning_rate(s) == pytest.approx(float(reference(step)), rel=1e-5)
+    assert budget.learning_rate(1.5) == pytest.approx(0.05 * peak)  # past the budget: the floor
 
 
 def test_interpolation_end_points_are_the_reconstructions():

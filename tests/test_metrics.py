@@ -3,7 +3,11 @@ closed forms, the shipped classifiers, and the sample scores built on them."""
 
 from __future__ import annotations
 
+import warnings
+
+import keras
 import numpy as np
+import tensorflow as tf
 import pytest
 from scipy import linalg
 
@@ -268,3 +272,100 @@ def test_inception_download_failure_gives_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(metrics.keras.applications, "InceptionV3", no_network)
     with pytest.raises(RuntimeError, match="could not load InceptionV3.*no network"):
         metrics.load_inception()
+
+
+# --------------------------------------------------------------------------- #
+# Known cases in closed form, and the protocol around the feature extractors.
+# --------------------------------------------------------------------------- #
+
+
+def cubic_kernel_mean(mu_x: np.ndarray, mu_y: np.ndarray) -> float:
+    """E[(x.y / d + 1)^3] for independent x ~ N(mu_x, I), y ~ N(mu_y, I) in d dimensions.
+
+    With s = x.y and c = mu_x.mu_y:  E[s] = c,  E[s^2] = c^2 + |mu_x|^2 + |mu_y|^2 + d,
+    E[s^3] = c^3 + 3c(|mu_x|^2 + |mu_y|^2) + 3(d + 2)c  (Isserlis' theorem), and
+    E[(s/d + 1)^3] = E[s^3]/d^3 + 3E[s^2]/d^2 + 3E[s]/d + 1.
+    """
+    d = len(mu_x)
+    c, nx, ny = mu_x @ mu_y, mu_x @ mu_x, mu_y @ mu_y
+    s1, s2 = c, c**2 + nx + ny + d
+    s3 = c**3 + 3 * c * (nx + ny) + 3 * (d + 2) * c
+    return s3 / d**3 + 3 * s2 / d**2 + 3 * s1 / d + 1
+
+
+def test_kid_matches_the_closed_form_for_shifted_gaussians():
+    d = 4
+    mu_a, mu_b = np.zeros(d), np.full(d, 0.5)
+    # MMD^2 = E k(a, a') + E k(b, b') - 2 E k(a, b); KID is unbiased for it.
+    exact = cubic_kernel_mean(mu_a, mu_a) + cubic_kernel_mean(mu_b, mu_b) - 2 * cubic_kernel_mean(mu_a, mu_b)
+    assert exact > 0.1
+    rng = np.random.default_rng(7)
+    a, b = rng.normal(size=(20_000, d)) + mu_a, rng.normal(size=(20_000, d)) + mu_b
+    mean, std = kernel_distance(a, b, num_subsets=40, subset_size=1000, seed=1, return_std=True)
+    assert mean == pytest.approx(exact, abs=4 * std / np.sqrt(40))
+    assert std > 0
+    # Monte Carlo check of the kernel means themselves (the test's own algebra).
+    x, y = rng.normal(size=(400_000, d)), rng.normal(size=(400_000, d)) + mu_b
+    mc = ((np.sum(x * y, axis=1) / d + 1) ** 3).mean()
+    assert mc == pytest.approx(cubic_kernel_mean(np.zeros(d), mu_b), rel=0.01)
+
+
+def test_kid_and_fid_of_a_set_against_itself_are_near_zero():
+    a = np.random.default_rng(8).normal(size=(500, 6))
+    assert frechet_distance(a, a) == pytest.approx(0.0, abs=1e-8)
+    # Against itself the unbiased estimate is not exactly 0 but
+    # -2 (mean of K's diagonal - mean of all of K) / (n - 1): slightly negative, shrinking like 1/n.
+    for n in (100, 500):
+        k = (a[:n] @ a[:n].T / 6 + 1) ** 3
+        expected = -2 * (np.diag(k).mean() - k.mean()) / (n - 1)
+        assert kernel_distance(a[:n], a[:n]) == pytest.approx(expected, rel=1e-9)
+        assert -0.2 < expected < 0
+    assert abs(kernel_distance(a, a)) < abs(kernel_distance(a[:100], a[:100])) / 3
+
+
+def test_frechet_distance_warns_on_invalid_covariances():
+    mu = np.zeros(2)
+    not_psd = np.diag([1.0, -1.0])  # sqrtm(diag(1, -1)) = diag(1, i): a large imaginary part
+    with pytest.warns(RuntimeWarning, match="imaginary part"):
+        metrics.frechet_distance_from_moments(mu, not_psd, mu, np.eye(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # valid covariances: no warning
+        rng = np.random.default_rng(9)
+        metrics.frechet_distance(rng.normal(size=(50, 3)), rng.normal(size=(60, 3)))
+
+
+def test_inception_features_follow_the_documented_protocol():
+    """Grey images -> 3 identical channels, 299x299, [0, 255] -> preprocess_input -> [-1, 1]."""
+    seen = []
+
+    def stub(batch, training=False):
+        seen.append(np.asarray(batch))
+        return tf.reduce_mean(batch, axis=(1, 2))  # (n, 3) "features"
+
+    images = np.zeros((5, 28, 28, 1), np.float32)
+    images[:, :14] = 1.0  # top half white, bottom half black, in [0, 1]
+    features = metrics.inception_features(images, batch_size=2, model=stub)
+    assert [s.shape for s in seen] == [(2, 299, 299, 3), (2, 299, 299, 3), (1, 299, 299, 3)]
+    x = np.concatenate(seen)
+    np.testing.assert_array_equal(x[..., 0], x[..., 1])
+    np.testing.assert_array_equal(x[..., 0], x[..., 2])
+    assert x.min() == pytest.approx(-1.0) and x.max() == pytest.approx(1.0)  # white -> 1, black -> -1
+    assert x[0, 10, 150, 0] == pytest.approx(1.0) and x[0, 290, 150, 0] == pytest.approx(-1.0)
+    assert features.shape == (5, 3)
+    # value_range: the same images given in [-1, 1] give the same network input.
+    seen.clear()
+    metrics.inception_features(images * 2 - 1, value_range=(-1, 1), batch_size=5, model=stub)
+    np.testing.assert_allclose(seen[0], x, atol=1e-5)
+
+
+def test_classifier_is_built_in_float32_under_a_mixed_policy():
+    previous = keras.config.dtype_policy()
+    metrics.load_classifier.cache_clear()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = metrics.load_classifier("mnist")
+        assert all(layer.compute_dtype == "float32" for layer in model.layers)
+    finally:
+        keras.config.set_dtype_policy(previous)
+        metrics.load_classifier.cache_clear()
+    assert keras.config.dtype_policy().name == previous.name

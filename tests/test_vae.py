@@ -294,6 +294,35 @@ def test_xla_step_matches_the_graph_step():
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_mixed_float16_step_matches_the_float32_step():
+    """The loss is scaled before the gradient and the LossScaleOptimizer divides it out:
+    one SGD step moves the weights as in float32 (same noise: the sampling layer is float32).
+    Without ``scale_loss`` the step would be 16x too small."""
+    x = bars(8)
+    previous = keras.config.dtype_policy()
+    deltas, init = {}, None
+    try:
+        for policy in ("float32", "mixed_float16"):
+            keras.config.set_dtype_policy(policy)
+            model = VAE(**SMALL, seed=0)
+            init = model.get_weights() if init is None else init
+            model.set_weights(init)
+            optimizer = keras.optimizers.SGD(0.01)
+            if policy == "mixed_float16":
+                optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=16.0, dynamic_growth_steps=10**6)
+            model.compile(optimizer=optimizer)
+            model.fit(x, batch_size=8, epochs=1, verbose=0, shuffle=False)
+            deltas[policy] = [np.array(w) - w0 for w, w0 in zip(model.get_weights(), init)]
+    finally:
+        keras.config.set_dtype_policy(previous)
+    moved = 0
+    for a, b in zip(deltas["float32"], deltas["mixed_float16"]):
+        if np.abs(a).max() > 1e-5:
+            moved += 1
+            assert np.linalg.norm(a - b) < 0.05 * np.linalg.norm(a)
+    assert moved >= 8  # every kernel of the encoder and decoder
+
+
 def test_mixed_float16_trains_with_float32_outputs():
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")

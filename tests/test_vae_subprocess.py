@@ -111,6 +111,8 @@ def test_mirrored_strategy_step_equals_single_device():
         single = VAE(**SMALL, seed=0)
         start = single.get_weights()
         single.compile(optimizer=keras.optimizers.SGD(0.05))
+        # 8 + 7 images: the last batch of 7 arrives on the replicas as 4 + 3.
+        x = np.concatenate([x, (rng.random((7, 16, 16, 1)) < 0.3).astype("float32")])
         h1 = single.fit(x, batch_size=8, epochs=1, shuffle=False, verbose=0).history
 
         strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
@@ -128,7 +130,7 @@ def test_mirrored_strategy_step_equals_single_device():
             def fn():
                 ctx = tf.distribute.get_replica_context()
                 zeros = tf.zeros((4, 3))
-                return mirrored.sampling((zeros, zeros), replica_index=ctx.replica_id_in_sync_group, num_replicas=2)
+                return mirrored.sampling((zeros, zeros), offset=4 * ctx.replica_id_in_sync_group, global_batch=8)
             return strategy.run(fn)
         halves = [np.asarray(t) for t in strategy.experimental_local_results(draw())]
 
@@ -146,7 +148,8 @@ def test_mirrored_strategy_step_equals_single_device():
     )
     assert out["replicas"] == 2
     assert out["moved"] > 1e-3  # the step did something
-    # Sum / global batch and per-replica noise rows: the same update as one device.
+    # Sum / global batch and per-replica noise rows, also for the uneven last batch
+    # (global 7, replicas 4 + 3): the same two updates as one device.
     assert out["diff"] < 1e-5
     assert out["halves_differ"]
     for key in ("loss", "reconstruction_loss", "kl_loss"):  # trackers unscaled
