@@ -185,7 +185,7 @@ def test_prior_quantile_grid():
 
 
 def test_time_cosine_schedule_is_keras_cosine_decay_with_alpha_005():
-    """eta(s) = eta_max (0.05 + 0.95 * (1 + cos(pi s)) / 2): TimeBudget's schedule, as notebook 02 trains."""
+    """eta(s) = eta_max (0.05 + 0.95 * (1 + cos(pi s)) / 2), notebook 02's schedule, is TimeBudget's (the benchmarks')."""
     from aigc_tf.callbacks import TimeBudget
 
     peak, steps = 1e-3, 1000
