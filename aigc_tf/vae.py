@@ -359,19 +359,21 @@ class VAE(keras.Model):
         z = self.sampling((z_mean, z_log_var))
         return self.decoder(z, training=training)
 
-    def per_example_losses(self, x, training: bool = False):
+    def per_example_losses(self, x, training: bool = False, rows=None):
         """The negative ELBO, term by term, for each image (one z sample).
 
         Args:
             x: ``(batch, H, W, C)`` images in [0, 1].
             training: passed to the encoder and decoder.
+            rows: ``batch_rows(x)`` if the caller has it already (it gathers
+                across replicas under a strategy); ``None`` computes it.
 
         Returns:
             ``(reconstruction, kl)``, each ``(batch,)`` float32 in nats:
             ``-log p(x | z)`` summed over pixels and channels, and the closed-form KL.
         """
         z_mean, z_log_var = self.encoder(x, training=training)
-        global_batch, offset = batch_rows(x)
+        global_batch, offset = batch_rows(x) if rows is None else rows
         z = self.sampling((z_mean, z_log_var), offset=offset, global_batch=global_batch)
         logits = self.decoder(z, training=training)
         reconstruction = -bernoulli_log_likelihood(x, logits)
@@ -390,13 +392,14 @@ class VAE(keras.Model):
 
     def train_step(self, data):
         x = images_of(data)
+        rows = batch_rows(x)
         with tf.GradientTape() as tape:
-            reconstruction, kl = self.per_example_losses(x, training=True)
+            reconstruction, kl = self.per_example_losses(x, training=True, rows=rows)
             loss = reconstruction + self.beta * kl
             # Average over the GLOBAL batch: replica gradients are summed across
             # devices, so each replica divides by the global batch size. A plain
             # mean would take num_replicas times too large a step.
-            scaled = ops.sum(loss) / ops.cast(batch_rows(x)[0], loss.dtype)
+            scaled = ops.sum(loss) / ops.cast(rows[0], loss.dtype)
             # Identity in float32; multiplies by the loss scale under mixed_float16.
             scaled = self.optimizer.scale_loss(scaled)
         grads = tape.gradient(scaled, self.trainable_variables)
