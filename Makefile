@@ -9,7 +9,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 
-.PHONY: install test course lab notebooks clean
+.PHONY: install test lint format course lab notebooks clean
 
 install: $(STAMP)
 
@@ -18,11 +18,21 @@ $(STAMP): requirements.txt constraints.txt pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -r requirements.txt -c constraints.txt
 	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip install -q ruff -c constraints.txt
 	touch $(STAMP)
 
 # Offline on purpose: tests read the copies shipped in data/, never the network.
-test: $(STAMP)
+test: $(STAMP) lint
 	AIGC_PROFILE=smoke AIGC_OFFLINE=1 $(BIN)/python -m pytest
+
+# ruff: lint (test fails on an error) and format check; `make format` rewrites.
+lint: $(STAMP)
+	$(BIN)/ruff check aigc_tf tests benchmarks scripts notebooks
+	$(BIN)/ruff format --check aigc_tf tests benchmarks scripts
+
+format: $(STAMP)
+	$(BIN)/ruff format aigc_tf tests benchmarks scripts
+	$(BIN)/ruff check --fix aigc_tf tests benchmarks scripts notebooks
 
 # Executes every notebook headless with the default profile (gpu if a GPU is
 # visible, else cpu; override with AIGC_PROFILE=...) into build/notebooks/.

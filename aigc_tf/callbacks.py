@@ -11,7 +11,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from aigc_tf.plotting import tile_images, to_unit_range
+from aigc_tf.images import to_unit_range
+from aigc_tf.plotting import tile_images
 
 
 class SampleGridCallback(keras.callbacks.Callback):
@@ -40,7 +41,7 @@ class SampleGridCallback(keras.callbacks.Callback):
         sample_fn: Callable[[keras.Model], Any],
         *,
         every: int = 1,
-        value_range: tuple[float, float] = (0.0, 1.0),
+        value_range: tuple[float, float] | None = None,
         ncols: int | None = None,
         gif_path: str | Path | None = None,
         frame_duration: float = 0.5,
@@ -58,7 +59,7 @@ class SampleGridCallback(keras.callbacks.Callback):
         self.epochs: list[int] = []
 
     def _record(self, epoch: int) -> None:
-        images = to_unit_range(np.asarray(self.sample_fn(self.model)), self.value_range)
+        images = to_unit_range(self.sample_fn(self.model), self.value_range)
         grid = tile_images(images, self.ncols)
         self.frames.append(np.round(grid * 255).astype(np.uint8))
         self.epochs.append(epoch)
@@ -113,7 +114,9 @@ class TimeBudget(keras.callbacks.Callback):
         verbose: print one line per epoch.
     """
 
-    def __init__(self, seconds: float, peak_lr: float | None = None, final_fraction: float = 0.05, verbose: bool = True):
+    def __init__(
+        self, seconds: float, peak_lr: float | None = None, final_fraction: float = 0.05, verbose: bool = True
+    ):
         super().__init__()
         if not seconds > 0:
             raise ValueError(f"seconds must be > 0, got {seconds!r}.")
@@ -159,5 +162,7 @@ class TimeBudget(keras.callbacks.Callback):
         for key, value in record.items():
             self.log.setdefault(key, []).append(value)
         if self.verbose:
-            metrics = "  ".join(f"{k} {v:.3f}" for k, v in record.items() if k not in ("seconds", "step", "learning_rate"))
+            metrics = "  ".join(
+                f"{k} {v:.3f}" for k, v in record.items() if k not in ("seconds", "step", "learning_rate")
+            )
             print(f"{record['seconds']:6.0f} s  step {record['step']:6d}  {metrics}", flush=True)

@@ -24,9 +24,10 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
-from typing import Any
 
 import tensorflow as tf
+
+from aigc_tf.validation import check_optional_int, check_value_range
 
 #: The repository's ``data/`` folder (a TFDS data_dir).
 SHIPPED_DATA_DIR = Path(__file__).resolve().parent.parent / "data"
@@ -114,8 +115,7 @@ def data_source(name: str) -> tuple[Path, bool]:
         print(f"[aigc_tf] offline: reading the shipped copy of '{name}' from {SHIPPED_DATA_DIR}")
         return SHIPPED_DATA_DIR, False
     raise FileNotFoundError(
-        f"'{name}' is neither downloadable (no network) nor shipped at "
-        f"{SHIPPED_DATA_DIR / name}. {_how_to_get(name)}"
+        f"'{name}' is neither downloadable (no network) nor shipped at {SHIPPED_DATA_DIR / name}. {_how_to_get(name)}"
     )
 
 
@@ -183,14 +183,8 @@ def load_images(
         A dataset of float32 images shaped ``(28, 28, 1)`` (or
         ``(batch, 28, 28, 1)``), cached in memory and prefetched.
     """
-    if (
-        not isinstance(value_range, (tuple, list))
-        or len(value_range) != 2
-        or not float(value_range[0]) < float(value_range[1])
-    ):
-        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}.")
-    if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
-        raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}.")
+    low, high = check_value_range(value_range)
+    check_optional_int("batch_size", batch_size, minimum=1)
     builder = _builder(name, IMAGE_DATASETS)
     num_examples = _check_split(builder, split)
     if shuffle is None:
@@ -203,14 +197,14 @@ def load_images(
     if batch_size is not None:
         ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
-    low, high = float(value_range[0]), float(value_range[1])
-
     def to_float(image, label):
         # Divide first: for the default (0, 1) the pixels are exactly uint8 / 255.
         image = tf.cast(image, tf.float32) / 255.0 * (high - low) + low
         return (image, label) if with_labels else image
 
-    return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds = ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    ds.value_range = (low, high)  # declared, as models declare theirs (see aigc_tf.images)
+    return ds
 
 
 def load_text(name: str = "tiny_shakespeare", split: str = "train") -> str:

@@ -49,7 +49,8 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from aigc_tf._common import batch_rows, check_first_batch, check_image_shape, images_of
+from aigc_tf.images import batch_rows, check_first_batch, images_of
+from aigc_tf.validation import check_image_shape
 
 # --------------------------------------------------------------------------- #
 # Losses, as plain functions of logits (per example, no reduction).
@@ -334,8 +335,9 @@ class DCGAN(keras.Model):
         self.ema_weights = []
         if self.ema_decay:
             for i, v in enumerate(self._generator_variables()):
-                ema = self.add_weight(shape=v.shape, dtype=v.dtype, initializer="zeros", trainable=False,
-                                      name=f"ema_{i}")
+                ema = self.add_weight(
+                    shape=v.shape, dtype=v.dtype, initializer="zeros", trainable=False, name=f"ema_{i}"
+                )
                 ema.assign(v.value)
                 self.ema_weights.append(ema)
         # Training noise: a model-owned generator whose state advances every step
@@ -554,8 +556,7 @@ class DCGAN(keras.Model):
 
     def predict_step(self, data):
         raise NotImplementedError(
-            f"{type(self).__name__}.predict() is not defined (the model maps noise to images); "
-            "use generate()."
+            f"{type(self).__name__}.predict() is not defined (the model maps noise to images); use generate()."
         )
 
     def _update_trackers(self, d_loss, g_loss, real_logits, fake_logits):
@@ -565,9 +566,7 @@ class DCGAN(keras.Model):
         fake_logits = ops.reshape(ops.cast(fake_logits, "float32"), (-1,))
         self.d_loss_tracker.update_state(d_loss)
         self.g_loss_tracker.update_state(g_loss)
-        correct = ops.concatenate(
-            [ops.cast(real_logits > 0, "float32"), ops.cast(fake_logits < 0, "float32")]
-        )
+        correct = ops.concatenate([ops.cast(real_logits > 0, "float32"), ops.cast(fake_logits < 0, "float32")])
         self.d_accuracy_tracker.update_state(correct)
         self.real_score_tracker.update_state(ops.sigmoid(real_logits))
         self.fake_score_tracker.update_state(ops.sigmoid(fake_logits))
@@ -732,21 +731,30 @@ class DCGAN(keras.Model):
     def _resolve_seed(self, seed) -> int:
         """An int seed; ``None`` draws one from the model's sampling stream."""
         if seed is None:
-            return int(ops.convert_to_numpy(
-                keras.random.randint((), 0, 2**31 - 1, seed=self.sample_seed_generator)))
+            return int(ops.convert_to_numpy(keras.random.randint((), 0, 2**31 - 1, seed=self.sample_seed_generator)))
         _check_seed(seed)
         return int(seed)
 
-    def _rejection_sample(self, n: int, labels, seed, *, percentile: float = 95.0, bound: float | None = None,
-                          average: bool = True, burn_in: int = 2000, max_rounds: int = 100) -> np.ndarray:
+    def _rejection_sample(
+        self,
+        n: int,
+        labels,
+        seed,
+        *,
+        percentile: float = 95.0,
+        bound: float | None = None,
+        average: bool = True,
+        burn_in: int = 2000,
+        max_rounds: int = 100,
+    ) -> np.ndarray:
         """Discriminator rejection sampling of ``n`` images (with ``labels``, one per slot, if conditional)."""
         if bound is None and not 0.0 <= float(percentile) <= 100.0:
             raise ValueError(f"percentile must be in [0, 100], got {percentile}.")
         burn_in = _check_count(burn_in, "burn_in")
         max_rounds = _check_count(max_rounds, "max_rounds")
         seed = self._resolve_seed(seed)
-        z_rng = np.random.default_rng(seed)            # the stream sample_latents(n, seed) uses
-        u_rng = np.random.default_rng((seed, 2))       # the accept/reject draws and the burn-in
+        z_rng = np.random.default_rng(seed)  # the stream sample_latents(n, seed) uses
+        u_rng = np.random.default_rng((seed, 2))  # the accept/reject draws and the burn-in
 
         def propose(rng, count, slot_labels):
             z = rng.standard_normal((count, self.latent_dim)).astype(np.float32)
@@ -793,7 +801,7 @@ class DCGAN(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "DCGAN":
+    def from_config(cls, config: dict[str, Any]) -> DCGAN:
         return cls(**config)
 
 
@@ -814,8 +822,14 @@ class ConditionalGAN(DCGAN):
         >>> cgan.generate(np.repeat(np.arange(10), 8), seed=0)  # 8 of each digit
     """
 
-    def __init__(self, num_classes: int = 10, latent_dim: int = 128, image_shape: Sequence[int] = (28, 28, 1),
-                 label_dim: int = 32, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        num_classes: int = 10,
+        latent_dim: int = 128,
+        image_shape: Sequence[int] = (28, 28, 1),
+        label_dim: int = 32,
+        **kwargs: Any,
+    ) -> None:
         """Args:
         num_classes: number of classes, >= 2; labels are ints in [0, num_classes).
         latent_dim, image_shape, **kwargs: as for :class:`DCGAN`.
@@ -836,9 +850,7 @@ class ConditionalGAN(DCGAN):
         )
 
     def _make_discriminator(self) -> keras.Model:
-        return make_discriminator(
-            self.image_shape, self.discriminator_filters, self.dropout, self.num_classes
-        )
+        return make_discriminator(self.image_shape, self.discriminator_filters, self.dropout, self.num_classes)
 
     def _g_inputs(self, z, labels):
         return [z, labels]
@@ -867,8 +879,9 @@ class ConditionalGAN(DCGAN):
     def _check_input(self, x, y, name: str) -> None:
         super()._check_input(x, y, name)
         if isinstance(x, tf.data.Dataset):
-            check_first_batch(x, self._labels_checked,
-                              lambda element: _check_labels(np.asarray(element[1]), self.num_classes, name))
+            check_first_batch(
+                x, self._labels_checked, lambda element: _check_labels(np.asarray(element[1]), self.num_classes, name)
+            )
 
     def _guard_dataset(self, x, name: str):
         """A dataset's labels checked batch by batch, in the input pipeline.
@@ -976,8 +989,9 @@ class ClusteredGAN(ConditionalGAN):
         >>> images = gan.generate(64, seed=0)          # (64, 28, 28, 1) in [-1, 1]
     """
 
-    def __init__(self, num_clusters: int = 50, latent_dim: int = 128, image_shape: Sequence[int] = (28, 28, 1),
-                 **kwargs: Any) -> None:
+    def __init__(
+        self, num_clusters: int = 50, latent_dim: int = 128, image_shape: Sequence[int] = (28, 28, 1), **kwargs: Any
+    ) -> None:
         """Args:
         num_clusters: k of k-means, >= 2. More clusters are purer (each holds
             fewer kinds of digit) but hold fewer images each.
@@ -989,10 +1003,12 @@ class ClusteredGAN(ConditionalGAN):
         super().__init__(num_classes=int(num_clusters), latent_dim=latent_dim, image_shape=image_shape, **kwargs)
         pixels = int(np.prod(self.image_shape))
         # Model weights, so they are saved, loaded and mirrored with the networks.
-        self.centroids = self.add_weight(shape=(self.num_classes, pixels), initializer="zeros", trainable=False,
-                                         name="centroids")
-        self.cluster_weights = self.add_weight(shape=(self.num_classes,), initializer="zeros", trainable=False,
-                                               name="cluster_weights")
+        self.centroids = self.add_weight(
+            shape=(self.num_classes, pixels), initializer="zeros", trainable=False, name="centroids"
+        )
+        self.cluster_weights = self.add_weight(
+            shape=(self.num_classes,), initializer="zeros", trainable=False, name="cluster_weights"
+        )
 
     @property
     def num_clusters(self) -> int:

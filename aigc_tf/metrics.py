@@ -38,6 +38,8 @@ import keras
 import numpy as np
 from scipy import linalg
 
+from aigc_tf.images import to_unit_range
+
 CLASSIFIER_DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist")
 FEATURE_LAYER = "features"
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -120,8 +122,10 @@ def frechet_distance(features_a: Any, features_b: Any) -> float:
     """
     a, b = _check_pair(features_a, features_b)
     return frechet_distance_from_moments(
-        a.mean(0), np.cov(a, rowvar=False).reshape(a.shape[1], -1),
-        b.mean(0), np.cov(b, rowvar=False).reshape(b.shape[1], -1),
+        a.mean(0),
+        np.cov(a, rowvar=False).reshape(a.shape[1], -1),
+        b.mean(0),
+        np.cov(b, rowvar=False).reshape(b.shape[1], -1),
     )
 
 
@@ -305,7 +309,7 @@ def classifier_weights_path(dataset: str) -> Path:
     return WEIGHTS_DIR / f"{dataset}_classifier.weights.h5"
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def load_classifier(dataset: str = "mnist") -> keras.Model:
     """The shipped, trained classifier for ``"mnist"`` or ``"fashion_mnist"`` (cached).
 
@@ -331,25 +335,16 @@ def load_classifier(dataset: str = "mnist") -> keras.Model:
     return model
 
 
-def _to_unit_images(images: Any, value_range: tuple[float, float]) -> np.ndarray:
-    low, high = value_range
-    if not low < high:
-        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}.")
-    arr = np.asarray(images, dtype=np.float32)
+def _to_unit_images(images: Any, value_range: tuple[float, float] | None) -> np.ndarray:
+    arr = to_unit_range(images, value_range, strict=True)
     if arr.ndim == 3:
         arr = arr[..., None]
     if arr.ndim != 4 or arr.shape[1:] != (28, 28, 1):
         raise ValueError(f"images must be shaped (N, 28, 28, 1), got {arr.shape}.")
-    tol = 0.05 * (high - low)
-    if arr.size and (arr.min() < low - tol or arr.max() > high + tol):
-        raise ValueError(
-            f"pixel values [{arr.min():g}, {arr.max():g}] lie outside value_range={value_range}; "
-            "pass the range the images are in (e.g. value_range=(-1, 1) for generator samples)."
-        )
-    return np.clip((arr - low) / (high - low), 0.0, 1.0)
+    return arr
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _feature_model(dataset: str) -> keras.Model:
     clf = load_classifier(dataset)
     return keras.Model(clf.input, [clf.get_layer(FEATURE_LAYER).output, clf.output])
@@ -359,7 +354,7 @@ def classifier_outputs(
     images: Any,
     dataset: str = "mnist",
     *,
-    value_range: tuple[float, float] = (0.0, 1.0),
+    value_range: tuple[float, float] | None = None,
     batch_size: int = 500,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features and class probabilities of the shipped classifier.
@@ -367,7 +362,8 @@ def classifier_outputs(
     Args:
         images: ``(N, 28, 28, 1)`` (or ``(N, 28, 28)``) images in ``value_range``.
         dataset: which classifier, ``"mnist"`` or ``"fashion_mnist"``.
-        value_range: the range the pixels are in; ``(-1, 1)`` for GAN samples.
+        value_range: the range the pixels are in; default: the range the array
+            declares (a model's samples carry it), else ``(0, 1)``.
         batch_size: images per forward pass.
 
     Returns:
@@ -388,8 +384,8 @@ def evaluate_samples(
     reference: Any,
     dataset: str = "mnist",
     *,
-    value_range: tuple[float, float] = (-1.0, 1.0),
-    reference_range: tuple[float, float] = (0.0, 1.0),
+    value_range: tuple[float, float] | None = None,
+    reference_range: tuple[float, float] | None = None,
     kid_subsets: int = 10,
     kid_subset_size: int = 1000,
 ) -> dict[str, Any]:
@@ -399,7 +395,8 @@ def evaluate_samples(
         samples: ``(N, 28, 28, 1)`` generated images in ``value_range``.
         reference: ``(M, 28, 28, 1)`` real images (e.g. the test set) in ``reference_range``.
         dataset: which shipped classifier to use.
-        value_range, reference_range: pixel ranges of the two sets.
+        value_range, reference_range: pixel ranges of the two sets; default: the
+            range each array declares (see :class:`aigc_tf.images.Images`), else ``(0, 1)``.
         kid_subsets, kid_subset_size: see :func:`kernel_distance`.
 
     Returns:
@@ -410,9 +407,7 @@ def evaluate_samples(
     f_r, _ = classifier_outputs(reference, dataset, value_range=reference_range)
     return {
         "classifier_fid": frechet_distance(f_s, f_r),
-        "classifier_kid": kernel_distance(
-            f_s, f_r, num_subsets=kid_subsets, subset_size=kid_subset_size
-        ),
+        "classifier_kid": kernel_distance(f_s, f_r, num_subsets=kid_subsets, subset_size=kid_subset_size),
         "recognisable_rate": recognisable_rate(p_s),
         "coverage": class_coverage(p_s),
     }
@@ -451,7 +446,7 @@ def load_inception() -> keras.Model:
 
 
 def inception_features(
-    images: Any, *, value_range: tuple[float, float] = (0.0, 1.0), batch_size: int = 50, model=None
+    images: Any, *, value_range: tuple[float, float] | None = None, batch_size: int = 50, model=None
 ) -> np.ndarray:
     """2048-d InceptionV3 pool features with the usual protocol.
 
@@ -461,7 +456,7 @@ def inception_features(
 
     Args:
         images: ``(N, H, W, 1 or 3)`` in ``value_range``.
-        value_range: the images' pixel range.
+        value_range: the images' pixel range (default: the declared one, else (0, 1)).
         batch_size: images per forward pass.
         model: a model from :func:`load_inception` (default: load one).
 
@@ -470,8 +465,7 @@ def inception_features(
     """
     import tensorflow as tf
 
-    low, high = value_range
-    x = np.clip((np.asarray(images, np.float32) - low) / (high - low), 0.0, 1.0)
+    x = to_unit_range(images, value_range)
     if x.ndim == 3:
         x = x[..., None]
     model = model or load_inception()
@@ -490,8 +484,8 @@ def inception_fid(
     images_a: Any,
     images_b: Any,
     *,
-    value_range_a: tuple[float, float] = (0.0, 1.0),
-    value_range_b: tuple[float, float] = (0.0, 1.0),
+    value_range_a: tuple[float, float] | None = None,
+    value_range_b: tuple[float, float] | None = None,
 ) -> float:
     """Standard (Inception) FID between two image sets; see :func:`inception_features`.
 

@@ -8,14 +8,7 @@ from typing import Any
 
 import numpy as np
 
-
-def to_unit_range(images: Any, value_range: tuple[float, float] = (-1.0, 1.0)) -> np.ndarray:
-    """Map images from ``value_range`` (e.g. a tanh generator's [-1, 1]) to [0, 1], clipped."""
-    low, high = value_range
-    if not low < high:
-        raise ValueError(f"value_range must be (low, high) with low < high, got {value_range!r}.")
-    images = (np.asarray(images, dtype=np.float32) - low) / (high - low)
-    return np.clip(images, 0.0, 1.0)
+from aigc_tf.images import to_unit_range
 
 
 def tile_images(images: Any, ncols: int | None = None, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
@@ -41,7 +34,7 @@ def tile_images(images: Any, ncols: int | None = None, pad: int = 1, pad_value: 
     grid = np.full((nrows * (h + pad) - pad, ncols * (w + pad) - pad) + images.shape[3:], pad_value, np.float32)
     for i, image in enumerate(images):
         r, c = divmod(i, ncols)
-        grid[r * (h + pad): r * (h + pad) + h, c * (w + pad): c * (w + pad) + w] = image
+        grid[r * (h + pad) : r * (h + pad) + h, c * (w + pad) : c * (w + pad) + w] = image
     return grid
 
 
@@ -49,7 +42,7 @@ def image_grid(
     images: Any,
     ncols: int | None = None,
     *,
-    value_range: tuple[float, float] = (0.0, 1.0),
+    value_range: tuple[float, float] | None = None,
     title: str | None = None,
     row_labels: Sequence[str] | None = None,
     ax=None,
@@ -60,7 +53,8 @@ def image_grid(
     Args:
         images: ``(n, h, w[, c])`` array or tensor.
         ncols: images per row.
-        value_range: the range the pixels are in (``(-1, 1)`` for GAN samples).
+        value_range: the range the pixels are in; default: the range the array
+            declares (a model's samples carry it), else ``(0, 1)``.
         title: axes title.
         row_labels: one label per row, written on the left (e.g. class names).
         ax: draw into this axes (default: a new figure).
@@ -71,7 +65,6 @@ def image_grid(
     """
     import matplotlib.pyplot as plt
 
-    images = np.asarray(images)
     grid = tile_images(to_unit_range(images, value_range), ncols)
     if ax is None:
         height = figsize * grid.shape[0] / grid.shape[1]
@@ -87,7 +80,9 @@ def image_grid(
     return ax.figure
 
 
-def plot_history(history: Any, keys: Sequence[str] | None = None, *, ax=None, title: str | None = None, ylabel: str = "loss"):
+def plot_history(
+    history: Any, keys: Sequence[str] | None = None, *, ax=None, title: str | None = None, ylabel: str = "loss"
+):
     """Plot per-epoch curves from a Keras ``History`` (or its ``.history`` dict).
 
     ``val_*`` curves are drawn dashed in the colour of their training curve,
@@ -134,14 +129,25 @@ def flow_diagram(stages: Sequence[str], *, feedback: str | None = None, title: s
         _, ax = plt.subplots(figsize=(2.6 * len(stages), 2.4))
     xs = np.arange(len(stages)) * 3.0
     for i, (x, text) in enumerate(zip(xs, stages)):
-        ax.text(x, 0, text, ha="center", va="center", fontsize=10, wrap=True,
-                bbox=dict(boxstyle="round,pad=0.5", fc=plt.cm.Pastel1(i % 9), ec="0.3"))
+        ax.text(
+            x,
+            0,
+            text,
+            ha="center",
+            va="center",
+            fontsize=10,
+            wrap=True,
+            bbox=dict(boxstyle="round,pad=0.5", fc=plt.cm.Pastel1(i % 9), ec="0.3"),
+        )
         if i:
-            ax.annotate("", xy=(x - 1.15, 0), xytext=(xs[i - 1] + 1.15, 0),
-                        arrowprops=dict(arrowstyle="->", lw=1.5))
+            ax.annotate("", xy=(x - 1.15, 0), xytext=(xs[i - 1] + 1.15, 0), arrowprops=dict(arrowstyle="->", lw=1.5))
     if feedback:
-        ax.annotate("", xy=(xs[1], -0.35), xytext=(xs[-1], -0.35),
-                    arrowprops=dict(arrowstyle="->", lw=1.2, ls="--", connectionstyle="arc3,rad=-0.25"))
+        ax.annotate(
+            "",
+            xy=(xs[1], -0.35),
+            xytext=(xs[-1], -0.35),
+            arrowprops=dict(arrowstyle="->", lw=1.2, ls="--", connectionstyle="arc3,rad=-0.25"),
+        )
         ax.text((xs[1] + xs[-1]) / 2, -1.35, feedback, ha="center", va="center", fontsize=9, style="italic")
     ax.set_xlim(xs[0] - 1.5, xs[-1] + 1.5)
     ax.set_ylim(-1.6, 0.7)

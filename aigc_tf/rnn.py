@@ -313,7 +313,7 @@ class CharRNN(keras.Model):
         return config
 
     @classmethod
-    def from_config(cls, config: dict) -> "CharRNN":
+    def from_config(cls, config: dict) -> CharRNN:
         config = dict(config)
         if config.get("tokenizer") is not None:
             config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])

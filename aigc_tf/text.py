@@ -59,7 +59,7 @@ class CharTokenizer:
         self._id_to_char = np.array(chars)
 
     @classmethod
-    def from_text(cls, text: str) -> "CharTokenizer":
+    def from_text(cls, text: str) -> CharTokenizer:
         """Build the vocabulary from every distinct character of ``text`` (sorted)."""
         if not isinstance(text, str):
             raise TypeError(f"text must be a str; got {type(text).__name__}.")
@@ -122,7 +122,7 @@ class CharTokenizer:
         return {"vocab": self.vocab}
 
     @classmethod
-    def from_config(cls, config: dict) -> "CharTokenizer":
+    def from_config(cls, config: dict) -> CharTokenizer:
         return cls(**config)
 
     def __eq__(self, other: object) -> bool:

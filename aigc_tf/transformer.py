@@ -117,9 +117,12 @@ class CausalSelfAttention(layers.Layer):
         self.output_init_std = None if output_init_std is None else float(output_init_std)
         self.seed = seed
         out_std = self.init_std if self.output_init_std is None else self.output_init_std
-        self.qkv = layers.Dense(3 * self.embed_dim, use_bias=self.use_bias, kernel_initializer=_normal(self.init_std),
-                                name="qkv")
-        self.proj = layers.Dense(self.embed_dim, use_bias=self.use_bias, kernel_initializer=_normal(out_std), name="proj")
+        self.qkv = layers.Dense(
+            3 * self.embed_dim, use_bias=self.use_bias, kernel_initializer=_normal(self.init_std), name="qkv"
+        )
+        self.proj = layers.Dense(
+            self.embed_dim, use_bias=self.use_bias, kernel_initializer=_normal(out_std), name="proj"
+        )
         self.seed_generator = keras.random.SeedGenerator(seed)
 
     def build(self, input_shape: tuple) -> None:
@@ -252,10 +255,16 @@ class TransformerBlock(layers.Layer):
         self.ln1 = layers.LayerNormalization(epsilon=1e-5, center=self.use_bias, name="ln1")
         self.attn = CausalSelfAttention(embed_dim, num_heads, dropout, use_bias, init_std, out_std, seed, name="attn")
         self.ln2 = layers.LayerNormalization(epsilon=1e-5, center=self.use_bias, name="ln2")
-        self.fc = layers.Dense(self.mlp_ratio * self.embed_dim, activation="gelu", use_bias=self.use_bias,
-                               kernel_initializer=_normal(self.init_std), name="fc")
-        self.fc_proj = layers.Dense(self.embed_dim, use_bias=self.use_bias, kernel_initializer=_normal(out_std),
-                                    name="fc_proj")
+        self.fc = layers.Dense(
+            self.mlp_ratio * self.embed_dim,
+            activation="gelu",
+            use_bias=self.use_bias,
+            kernel_initializer=_normal(self.init_std),
+            name="fc",
+        )
+        self.fc_proj = layers.Dense(
+            self.embed_dim, use_bias=self.use_bias, kernel_initializer=_normal(out_std), name="fc_proj"
+        )
         self.seed_generator = keras.random.SeedGenerator(None if seed is None else seed + 1)
 
     def build(self, input_shape: tuple) -> None:
@@ -273,8 +282,13 @@ class TransformerBlock(layers.Layer):
         return_attention_scores: bool = False,
     ) -> Any:
         """x (B, T, E) → (B, T, E); ``cache`` / attention weights as in :class:`CausalSelfAttention`."""
-        out = self.attn(self.ln1(x), training=training, cache=cache, cache_index=cache_index,
-                        return_attention_scores=return_attention_scores)
+        out = self.attn(
+            self.ln1(x),
+            training=training,
+            cache=cache,
+            cache_index=cache_index,
+            return_attention_scores=return_attention_scores,
+        )
         if not isinstance(out, tuple):
             out = (out,)
         x = x + out[0]
@@ -373,20 +387,35 @@ class GPT(keras.Model):
         # GPT-2 initialisation: N(0, 0.02) everywhere, and the projections that
         # add into the residual stream scaled by 1/√(2L) so its variance does not grow with depth.
         std = 0.02
-        self.token_embedding = layers.Embedding(self.vocab_size, self.embed_dim, embeddings_initializer=_normal(std),
-                                                name="token_embedding")
-        self.position_embedding = layers.Embedding(self.max_len, self.embed_dim, embeddings_initializer=_normal(std),
-                                                   name="position_embedding")
+        self.token_embedding = layers.Embedding(
+            self.vocab_size, self.embed_dim, embeddings_initializer=_normal(std), name="token_embedding"
+        )
+        self.position_embedding = layers.Embedding(
+            self.max_len, self.embed_dim, embeddings_initializer=_normal(std), name="position_embedding"
+        )
         self.blocks = [
-            TransformerBlock(self.embed_dim, self.num_heads, self.dropout, self.mlp_ratio, self.use_bias, std,
-                             std / math.sqrt(2 * self.num_layers), None if seed is None else seed + 10 * (i + 1),
-                             name=f"block_{i}")
+            TransformerBlock(
+                self.embed_dim,
+                self.num_heads,
+                self.dropout,
+                self.mlp_ratio,
+                self.use_bias,
+                std,
+                std / math.sqrt(2 * self.num_layers),
+                None if seed is None else seed + 10 * (i + 1),
+                name=f"block_{i}",
+            )
             for i in range(self.num_layers)
         ]
         self.ln_f = layers.LayerNormalization(epsilon=1e-5, center=self.use_bias, name="ln_f")
         # float32 head: under mixed_float16 the logits (loss, softmax for sampling) stay in full precision.
-        self.head = None if self.tie_weights else layers.Dense(
-            self.vocab_size, use_bias=False, kernel_initializer=_normal(std), dtype="float32", name="head")
+        self.head = (
+            None
+            if self.tie_weights
+            else layers.Dense(
+                self.vocab_size, use_bias=False, kernel_initializer=_normal(std), dtype="float32", name="head"
+            )
+        )
         # Model-owned randomness: one stream for dropout, one for sampling.
         self.dropout_seed = keras.random.SeedGenerator(seed)
         self.sampling_seed = keras.random.SeedGenerator(None if seed is None else seed + 1)
@@ -409,7 +438,9 @@ class GPT(keras.Model):
         """Final hidden states (B, T, E) → float32 logits (B, T, V)."""
         x = self.ln_f(x)
         if self.tie_weights:
-            return ops.matmul(ops.cast(x, "float32"), ops.transpose(ops.cast(self.token_embedding.embeddings, "float32")))
+            return ops.matmul(
+                ops.cast(x, "float32"), ops.transpose(ops.cast(self.token_embedding.embeddings, "float32"))
+            )
         return self.head(x)
 
     def call(self, ids: Any, training: bool = False, return_attention_scores: bool = False) -> Any:
@@ -623,8 +654,10 @@ class GPT(keras.Model):
         num_beams = _check_int("num_beams", num_beams)
         if num_beams > 1:
             if temperature != 1.0 or top_k is not None or top_p is not None or seed is not None:
-                raise ValueError("num_beams > 1 runs beam search, which does not sample: "
-                                 "leave temperature, top_k, top_p and seed at their defaults.")
+                raise ValueError(
+                    "num_beams > 1 runs beam search, which does not sample: "
+                    "leave temperature, top_k, top_p and seed at their defaults."
+                )
             if max_new_tokens == 0:
                 return self.generate(prompt_ids, 0)
             return self.beam_search(prompt_ids, max_new_tokens, num_beams, use_cache=use_cache)
@@ -640,25 +673,33 @@ class GPT(keras.Model):
         p = None if top_p is None else tf.constant(top_p, tf.float32)
         k = None if top_k is None else int(top_k)
         if use_cache:
-            context = ids[:, -self.max_len:]  # the model reads at most max_len tokens
+            context = ids[:, -self.max_len :]  # the model reads at most max_len tokens
             padded = np.pad(context, [(0, 0), (0, self.max_len - context.shape[1])])
             buffer_size = 16
             while buffer_size < max_new_tokens:  # powers of two: few distinct compiled shapes
                 buffer_size *= 2
             key = ("generate", bool(jit_compile), k, p is None, buffer_size)
-            loop = self._compiled(key, functools.partial(self._generate_cached, buffer_size=buffer_size, top_k=k),
-                                  jit_compile=bool(jit_compile))
-            new = loop(tf.constant(padded), tf.constant(context.shape[1], tf.int32),
-                       tf.constant(int(max_new_tokens), tf.int32), temp, p)
+            loop = self._compiled(
+                key,
+                functools.partial(self._generate_cached, buffer_size=buffer_size, top_k=k),
+                jit_compile=bool(jit_compile),
+            )
+            new = loop(
+                tf.constant(padded),
+                tf.constant(context.shape[1], tf.int32),
+                tf.constant(int(max_new_tokens), tf.int32),
+                temp,
+                p,
+            )
             new = new.numpy()[:, :max_new_tokens]
         else:
             sample = self._compiled(("sample", k, p is None), functools.partial(self._sample_only, top_k=k))
             text = ids
             for _ in range(max_new_tokens):
-                logits = self._last_logits(tf.constant(text[:, -self.max_len:]))
+                logits = self._last_logits(tf.constant(text[:, -self.max_len :]))
                 next_ids = sample(logits, temp, p).numpy()
                 text = np.concatenate([text, next_ids[:, None].astype(np.int32)], axis=1)
-            new = text[:, ids.shape[1]:]
+            new = text[:, ids.shape[1] :]
         return CharRNN._format_output(self, np.concatenate([ids, new.astype(np.int32)], axis=1), was_1d, as_str)
 
     def beam_search(self, prompt_ids: Any, max_new_tokens: int, num_beams: int = 4, use_cache: bool = True) -> Any:
@@ -674,7 +715,7 @@ class GPT(keras.Model):
             The prompt followed by the best beam, same shapes/types as :meth:`generate`.
         """
         ids, was_1d, as_str = CharRNN._prompt_to_ids(self, prompt_ids)
-        context = tf.constant(ids[:, -self.max_len:])
+        context = tf.constant(ids[:, -self.max_len :])
         if use_cache:
             logits, state = self.read_prompt(context)
             step_fn = self.step
@@ -683,7 +724,7 @@ class GPT(keras.Model):
 
             def step_fn(token, text):
                 text = ops.concatenate([text, ops.cast(token, "int32")[:, None]], axis=1)
-                return self._last_logits(text[:, -self.max_len:]), text
+                return self._last_logits(text[:, -self.max_len :]), text
 
         sequences, _ = sampling.beam_search(step_fn, logits, state, max_new_tokens, num_beams)
         best = np.asarray(sequences)[:, 0, :]
@@ -709,7 +750,7 @@ class GPT(keras.Model):
         return config
 
     @classmethod
-    def from_config(cls, config: dict) -> "GPT":
+    def from_config(cls, config: dict) -> GPT:
         config = dict(config)
         if config.get("tokenizer") is not None:
             config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])

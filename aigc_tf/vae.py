@@ -40,7 +40,8 @@ import tensorflow as tf
 from keras import ops
 from scipy import special
 
-from aigc_tf._common import batch_rows, check_first_batch, check_image_shape, images_of
+from aigc_tf.images import batch_rows, check_first_batch, images_of
+from aigc_tf.validation import check_image_shape
 
 LOG_2PI = math.log(2.0 * math.pi)
 
@@ -65,9 +66,7 @@ def kl_divergence(z_mean, z_log_var):
     """
     z_mean = ops.convert_to_tensor(z_mean)
     z_log_var = ops.cast(z_log_var, z_mean.dtype)
-    return -0.5 * ops.sum(
-        1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1
-    )
+    return -0.5 * ops.sum(1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1)
 
 
 def log_mean_exp(log_w, axis: int = 0) -> np.ndarray:
@@ -117,9 +116,7 @@ def gaussian_log_density(z, mean, log_var):
     Returns:
         The log-density with the last axis summed out.
     """
-    return -0.5 * ops.sum(
-        LOG_2PI + log_var + ops.square(z - mean) * ops.exp(-log_var), axis=-1
-    )
+    return -0.5 * ops.sum(LOG_2PI + log_var + ops.square(z - mean) * ops.exp(-log_var), axis=-1)
 
 
 # --------------------------------------------------------------------------- #
@@ -235,17 +232,11 @@ def make_decoder(
     h = z
     if dense_units:
         h = keras.layers.Dense(dense_units, activation="relu")(h)
-    h = keras.layers.Dense(
-        (height // scale) * (width // scale) * filters[-1], activation="relu"
-    )(h)
+    h = keras.layers.Dense((height // scale) * (width // scale) * filters[-1], activation="relu")(h)
     h = keras.layers.Reshape((height // scale, width // scale, filters[-1]))(h)
     for f in list(filters[:-1])[::-1]:
-        h = keras.layers.Conv2DTranspose(
-            f, 4, strides=2, padding="same", activation="relu"
-        )(h)
-    logits = keras.layers.Conv2DTranspose(
-        channels, 4, strides=2, padding="same", dtype="float32", name="logits"
-    )(h)
+        h = keras.layers.Conv2DTranspose(f, 4, strides=2, padding="same", activation="relu")(h)
+    logits = keras.layers.Conv2DTranspose(channels, 4, strides=2, padding="same", dtype="float32", name="logits")(h)
     return keras.Model(z, logits, name="decoder")
 
 
@@ -328,9 +319,7 @@ class VAE(keras.Model):
         self.decoder = make_decoder(image_shape, self.latent_dim, filters, self.dense_units)
         # A second generator for evaluation and generation, so that calling
         # elbo()/generate() does not shift the training noise stream.
-        self.seed_generator = keras.random.SeedGenerator(
-            None if seed is None else seed + 1
-        )
+        self.seed_generator = keras.random.SeedGenerator(None if seed is None else seed + 1)
 
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
@@ -578,9 +567,7 @@ class VAE(keras.Model):
         """
         z = np.asarray(z, dtype=np.float32)
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
-            raise ValueError(
-                f"z must have shape (N, {self.latent_dim}) (latent_dim), got {z.shape}."
-            )
+            raise ValueError(f"z must have shape (N, {self.latent_dim}) (latent_dim), got {z.shape}.")
         logits = self.decoder.predict_on_batch(z) if len(z) else np.zeros((0, *self.image_shape))
         return ops.convert_to_numpy(ops.sigmoid(ops.cast(logits, "float32")))
 
@@ -650,7 +637,7 @@ class VAE(keras.Model):
         }
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> "VAE":
+    def from_config(cls, config: dict[str, Any]) -> VAE:
         return cls(**config)
 
 
@@ -709,14 +696,6 @@ def binarize(dataset: tf.data.Dataset, *, seed: int = 0, dynamic: bool = True) -
 # --------------------------------------------------------------------------- #
 # Helpers.
 # --------------------------------------------------------------------------- #
-
-
-
-
-
-
-
-
 
 
 def _check_range(images, name: str) -> None:

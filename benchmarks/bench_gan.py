@@ -251,9 +251,16 @@ def _scores(s: dict) -> str:
 
 
 def bench_quality(
-    profile: str, num_samples: int | None = None, budget: float | None = None, batch: int | None = None,
-    learning_rate: float | None = None, dropout: float | None = None, final_lr_fraction: float = 1.0,
-    conditional: bool = False, clustered: bool = False, num_clusters: int = 50,
+    profile: str,
+    num_samples: int | None = None,
+    budget: float | None = None,
+    batch: int | None = None,
+    learning_rate: float | None = None,
+    dropout: float | None = None,
+    final_lr_fraction: float = 1.0,
+    conditional: bool = False,
+    clustered: bool = False,
+    num_clusters: int = 50,
     generator_filters: tuple[int, ...] | None = None,
 ) -> list[str]:
     """Time-budgeted DCGAN (or ConditionalGAN, or ClusteredGAN) on MNIST, scored with the shipped classifier.
@@ -277,8 +284,9 @@ def bench_quality(
     test_split = pick(smoke="test[:1000]", cpu="test", gpu="test", profile=profile)
     batch = batch or pick(smoke=64, cpu=64, gpu=128, profile=profile)
 
-    train = load_images("mnist", "train", batch_size=batch, value_range=(-1, 1), seed=0, drop_remainder=True,
-                        with_labels=conditional)
+    train = load_images(
+        "mnist", "train", batch_size=batch, value_range=(-1, 1), seed=0, drop_remainder=True, with_labels=conditional
+    )
     test = _images(test_split)
     floor_real = _images(f"train[:{len(test)}]")
 
@@ -292,17 +300,21 @@ def bench_quality(
         kmeans_seconds = time.perf_counter() - start
         # For the record only: the model never sees the labels.
         purity = model.cluster_purity(
-            load_images("mnist", "train", batch_size=2000, value_range=(-1, 1), with_labels=True))
-        cluster_note = (f"k-means {kmeans_seconds:.0f} s ({num_clusters} clusters on the pixels, purity "
-                        f"{100 * purity:.1f}% against the unused labels); ")
+            load_images("mnist", "train", batch_size=2000, value_range=(-1, 1), with_labels=True)
+        )
+        cluster_note = (
+            f"k-means {kmeans_seconds:.0f} s ({num_clusters} clusters on the pixels, purity "
+            f"{100 * purity:.1f}% against the unused labels); "
+        )
         print(f"  {cluster_note}")
     else:
         model = DCGAN(**size, dropout=dropout, seed=0)
     model.compile(d_optimizer=adam(learning_rate), g_optimizer=adam(learning_rate))  # default compile: no XLA on a CPU
     # Constant learning rates, as in DCGAN, unless final_lr_fraction < 1 asks for a cosine down to that fraction.
     decay = final_lr_fraction < 1.0
-    budget_cb = TimeBudget(budget, peak_lr=learning_rate if decay else None, final_fraction=final_lr_fraction,
-                           verbose=False)
+    budget_cb = TimeBudget(
+        budget, peak_lr=learning_rate if decay else None, final_fraction=final_lr_fraction, verbose=False
+    )
     start = time.perf_counter()
     history = model.fit(train, epochs=10**6, verbose=0, callbacks=[budget_cb]).history
     train_seconds = time.perf_counter() - start + kmeans_seconds
@@ -327,12 +339,18 @@ def bench_quality(
         as_requested = f"classified as the requested digit {100 * np.mean(probs.argmax(1) == requested):.1f}%; "
     floor = evaluate_samples(floor_real, test, "mnist", value_range=(0, 1))
     eval_seconds = time.perf_counter() - start
-    print(f"  averaged G: {_scores(gen)}\n  raw G:      {_scores(raw)}\n"
-          f"  averaged G + rejection sampling ({drs_seconds:.0f} s): {_scores(drs)}\n  floor:      {_scores(floor)}\n"
-          f"  evaluation: {eval_seconds:.0f} s")
+    print(
+        f"  averaged G: {_scores(gen)}\n  raw G:      {_scores(raw)}\n"
+        f"  averaged G + rejection sampling ({drs_seconds:.0f} s): {_scores(drs)}\n  floor:      {_scores(floor)}\n"
+        f"  evaluation: {eval_seconds:.0f} s"
+    )
 
-    target = pick(smoke="smoke run, no target", cpu="target: recognisable >= 90%, 10/10 classes",
-                  gpu="target: recognisable >= 90%, 10/10 classes", profile=profile)
+    target = pick(
+        smoke="smoke run, no target",
+        cpu="target: recognisable >= 90%, 10/10 classes",
+        gpu="target: recognisable >= 90%, 10/10 classes",
+        profile=profile,
+    )
     kind = "ConditionalGAN" if conditional else f"ClusteredGAN ({num_clusters} clusters)" if clustered else "DCGAN"
     return [
         row(
@@ -380,15 +398,20 @@ def bench_trials(profile: str, steps: int | None = None) -> list[str]:
         seconds = time.perf_counter() - start
         avg = evaluate_samples(model.generate(n, seed=0), test, "mnist", value_range=(-1, 1))
         raw = evaluate_samples(model.generate(n, seed=0, average=False), test, "mnist", value_range=(-1, 1))
-        print(f"  {name}: {seconds:.0f} s; averaged {_scores(avg)}; raw recognisable {100 * raw['recognisable_rate']:.1f}%")
-        rows.append(row(
-            f"DCGAN recipe trial, {name} ({describe({**size, 'discriminator_filters': d_filters})}; "
-            f"{int(model.g_optimizer.iterations)} steps of batch 64; {n:,} samples vs {n:,} test images)",
-            profile, seconds,
-            f"{1000 * seconds / steps:.0f} ms/step; averaged G: classifier FID {avg['classifier_fid']:.1f}, "
-            f"recognisable {100 * avg['recognisable_rate']:.1f}%, {avg['coverage']['classes_present']}/10 classes; "
-            f"raw G: FID {raw['classifier_fid']:.1f}, recognisable {100 * raw['recognisable_rate']:.1f}%",
-        ))
+        print(
+            f"  {name}: {seconds:.0f} s; averaged {_scores(avg)}; raw recognisable {100 * raw['recognisable_rate']:.1f}%"
+        )
+        rows.append(
+            row(
+                f"DCGAN recipe trial, {name} ({describe({**size, 'discriminator_filters': d_filters})}; "
+                f"{int(model.g_optimizer.iterations)} steps of batch 64; {n:,} samples vs {n:,} test images)",
+                profile,
+                seconds,
+                f"{1000 * seconds / steps:.0f} ms/step; averaged G: classifier FID {avg['classifier_fid']:.1f}, "
+                f"recognisable {100 * avg['recognisable_rate']:.1f}%, {avg['coverage']['classes_present']}/10 classes; "
+                f"raw G: FID {raw['classifier_fid']:.1f}, recognisable {100 * raw['recognisable_rate']:.1f}%",
+            )
+        )
     return rows
 
 
@@ -403,13 +426,26 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--lr", type=float, default=None, help="quality run's Adam learning rate (default by profile)")
     parser.add_argument("--dropout", type=float, default=None, help="quality run's D dropout (default by profile)")
     parser.add_argument("--conditional", action="store_true", help="quality run: ConditionalGAN instead of DCGAN")
-    parser.add_argument("--clustered", action="store_true",
-                        help="quality run: ClusteredGAN (k-means clusters, no labels) instead of DCGAN")
-    parser.add_argument("--final-lr-fraction", type=float, default=1.0,
-                        help="quality run: decay the learning rate along a cosine to this fraction (1: constant)")
-    parser.add_argument("--generator-filters", type=lambda s: tuple(int(f) for f in s.split(",")), default=None,
-                        help="quality run's generator channels, e.g. 128,64 (default by profile)")
-    parser.add_argument("--batch", type=int, default=None, help="quality run's batch size (default by profile: 64/64/128)")
+    parser.add_argument(
+        "--clustered",
+        action="store_true",
+        help="quality run: ClusteredGAN (k-means clusters, no labels) instead of DCGAN",
+    )
+    parser.add_argument(
+        "--final-lr-fraction",
+        type=float,
+        default=1.0,
+        help="quality run: decay the learning rate along a cosine to this fraction (1: constant)",
+    )
+    parser.add_argument(
+        "--generator-filters",
+        type=lambda s: tuple(int(f) for f in s.split(",")),
+        default=None,
+        help="quality run's generator channels, e.g. 128,64 (default by profile)",
+    )
+    parser.add_argument(
+        "--batch", type=int, default=None, help="quality run's batch size (default by profile: 64/64/128)"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file the rows are appended to")
     parser.add_argument("--no-results", action="store_true", help="print the rows only")
     args = parser.parse_args(argv)
@@ -423,9 +459,18 @@ def main(argv: list[str] | None = None) -> None:
     if args.trials:
         rows += bench_trials(profile)
     if args.quality:
-        rows += bench_quality(profile, args.samples, args.budget, args.batch, args.lr, args.dropout,
-                              args.final_lr_fraction, args.conditional, args.clustered,
-                              generator_filters=args.generator_filters)
+        rows += bench_quality(
+            profile,
+            args.samples,
+            args.budget,
+            args.batch,
+            args.lr,
+            args.dropout,
+            args.final_lr_fraction,
+            args.conditional,
+            args.clustered,
+            generator_filters=args.generator_filters,
+        )
     table = HEADER + "".join(rows)
     print(table)
     if not args.no_results:

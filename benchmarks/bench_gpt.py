@@ -59,10 +59,30 @@ BATCH, LR, MIN_LR, WARMUP = 12, 1e-3, 1e-4, 100
 # nanoGPT measured on a 2-core machine of this kind (torch 2.13 CPU): (iteration, val loss).
 # 2,000 iterations (lr decay over 2,000) took 115.5 s; 10,000 (decay over 10,000) took 504.5 s.
 # Seconds per point are estimated as iteration × (total time / total iterations).
-NANOGPT_2K = [(0, 4.1649), (250, 2.4447), (500, 2.3141), (750, 2.1905), (1000, 2.0528), (1250, 2.0089),
-              (1500, 1.9225), (1750, 1.8921), (2000, 1.8857)]
-NANOGPT_10K = [(0, 4.1649), (1000, 2.1031), (2000, 1.9024), (3000, 1.8290), (4000, 1.7634), (5000, 1.6596),
-               (6000, 1.6744), (7000, 1.5921), (8000, 1.6249), (9000, 1.6012), (10000, 1.5918)]
+NANOGPT_2K = [
+    (0, 4.1649),
+    (250, 2.4447),
+    (500, 2.3141),
+    (750, 2.1905),
+    (1000, 2.0528),
+    (1250, 2.0089),
+    (1500, 1.9225),
+    (1750, 1.8921),
+    (2000, 1.8857),
+]
+NANOGPT_10K = [
+    (0, 4.1649),
+    (1000, 2.1031),
+    (2000, 1.9024),
+    (3000, 1.8290),
+    (4000, 1.7634),
+    (5000, 1.6596),
+    (6000, 1.6744),
+    (7000, 1.5921),
+    (8000, 1.6249),
+    (9000, 1.6012),
+    (10000, 1.5918),
+]
 NANOGPT_2K_SECONDS, NANOGPT_10K_SECONDS = 115.5, 504.5
 
 
@@ -90,9 +110,11 @@ def bench_speed(profile: str, prompt_len: int = 64, new_tokens: int = 256) -> li
         size = {**NANOGPT, "max_len": max_len}
         model = GPT(tok.vocab_size, tokenizer=tok, seed=0, **size)
         desc = f"{size['num_layers']}x{size['embed_dim']}, context {max_len}, batch 1, {prompt_len}-token prompt + {new_tokens} new"
-        paths = {"KV cache, XLA loop": dict(use_cache=True, jit_compile=True),
-                 "KV cache, graph loop": dict(use_cache=True, jit_compile=False),
-                 "no cache (re-run context)": dict(use_cache=False)}
+        paths = {
+            "KV cache, XLA loop": dict(use_cache=True, jit_compile=True),
+            "KV cache, graph loop": dict(use_cache=True, jit_compile=False),
+            "no cache (re-run context)": dict(use_cache=False),
+        }
         timings, outputs = {}, {}
         for name, kw in paths.items():
             start = time.perf_counter()
@@ -101,14 +123,29 @@ def bench_speed(profile: str, prompt_len: int = 64, new_tokens: int = 256) -> li
             start = time.perf_counter()
             outputs[name] = model.generate(prompt, new_tokens, top_k=1, **kw)
             timings[name] = time.perf_counter() - start
-            print(f"  context {max_len}, {name}: {new_tokens / timings[name]:,.0f} tokens/s (first call {first:.1f} s)", flush=True)
-            rows.append(row(f"GPT generation, {name} ({desc})", profile, timings[name],
-                            f"{new_tokens / timings[name]:,.0f} tokens/s (first call incl. compile {first:.1f} s)"))
+            print(
+                f"  context {max_len}, {name}: {new_tokens / timings[name]:,.0f} tokens/s (first call {first:.1f} s)",
+                flush=True,
+            )
+            rows.append(
+                row(
+                    f"GPT generation, {name} ({desc})",
+                    profile,
+                    timings[name],
+                    f"{new_tokens / timings[name]:,.0f} tokens/s (first call incl. compile {first:.1f} s)",
+                )
+            )
         same = all(np.array_equal(o, outputs["no cache (re-run context)"]) for o in outputs.values())
         base = timings["no cache (re-run context)"]
-        rows.append(row(f"GPT generation: KV-cache speed-up ({desc})", profile, sum(timings.values()),
-                        f"XLA loop {base / timings['KV cache, XLA loop']:.1f}x, graph loop "
-                        f"{base / timings['KV cache, graph loop']:.1f}x (greedy tokens identical: {same}; target >= 10x)"))
+        rows.append(
+            row(
+                f"GPT generation: KV-cache speed-up ({desc})",
+                profile,
+                sum(timings.values()),
+                f"XLA loop {base / timings['KV cache, XLA loop']:.1f}x, graph loop "
+                f"{base / timings['KV cache, graph loop']:.1f}x (greedy tokens identical: {same}; target >= 10x)",
+            )
+        )
     return rows
 
 
@@ -150,18 +187,26 @@ def bench_throughput(profile: str, steps: int = 200, repeats: int = 3) -> list[s
     x = rng.integers(0, 65, (steps * BATCH, T)).astype("int32")
     y = rng.integers(0, 65, (steps * BATCH, T)).astype("int32")
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH, drop_remainder=True).cache().prefetch(tf.data.AUTOTUNE)
-    settings = {"graph, 1 step/call": dict(jit_compile=False, steps_per_execution=1),
-                "XLA, 1 step/call": dict(jit_compile=True, steps_per_execution=1),
-                "XLA, 50 steps/call": dict(jit_compile=True, steps_per_execution=50)}
+    settings = {
+        "graph, 1 step/call": dict(jit_compile=False, steps_per_execution=1),
+        "XLA, 1 step/call": dict(jit_compile=True, steps_per_execution=1),
+        "XLA, 50 steps/call": dict(jit_compile=True, steps_per_execution=50),
+    }
     rows, results = [], {}
     for setting, flags in settings.items():
         for name in ("GPT", "plain Keras"):
             keras.utils.set_random_seed(0)
-            model = GPT(65, seed=0, **size) if name == "GPT" else plain_keras_gpt(65, T, size["num_layers"],
-                                                                                  size["num_heads"], size["embed_dim"])
+            model = (
+                GPT(65, seed=0, **size)
+                if name == "GPT"
+                else plain_keras_gpt(65, T, size["num_layers"], size["num_heads"], size["embed_dim"])
+            )
             model(x[:1])
-            model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                          **flags)
+            model.compile(
+                optimizer=keras.optimizers.AdamW(1e-3),
+                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                **flags,
+            )
             model.fit(ds.take(50), epochs=1, verbose=0)  # trace/compile
             best, best_cpu = math.inf, math.inf
             for _ in range(repeats):
@@ -169,15 +214,30 @@ def bench_throughput(profile: str, steps: int = 200, repeats: int = 3) -> list[s
                 model.fit(ds, epochs=1, verbose=0)
                 best, best_cpu = min(best, time.perf_counter() - start), min(best_cpu, time.process_time() - cpu_start)
             results[(setting, name)] = steps * BATCH * T / best
-            print(f"  {setting:22s} {name:12s} {results[(setting, name)]:9,.0f} tokens/s "
-                  f"({1000 * best / steps:.1f} ms/step, {1000 * best_cpu / steps:.1f} CPU-ms/step, "
-                  f"{model.count_params():,} params)", flush=True)
-            rows.append(row(f"GPT train step, {name}, {setting} (batch {BATCH}x{T}, {steps} steps, best of {repeats})",
-                            profile, best, f"{results[(setting, name)]:,.0f} tokens/s ({1000 * best / steps:.1f} ms/step, "
-                                           f"{1000 * best_cpu / steps:.1f} CPU-ms/step; nanoGPT ~50 ms/iter, ~100 CPU-ms/iter)"))
+            print(
+                f"  {setting:22s} {name:12s} {results[(setting, name)]:9,.0f} tokens/s "
+                f"({1000 * best / steps:.1f} ms/step, {1000 * best_cpu / steps:.1f} CPU-ms/step, "
+                f"{model.count_params():,} params)",
+                flush=True,
+            )
+            rows.append(
+                row(
+                    f"GPT train step, {name}, {setting} (batch {BATCH}x{T}, {steps} steps, best of {repeats})",
+                    profile,
+                    best,
+                    f"{results[(setting, name)]:,.0f} tokens/s ({1000 * best / steps:.1f} ms/step, "
+                    f"{1000 * best_cpu / steps:.1f} CPU-ms/step; nanoGPT ~50 ms/iter, ~100 CPU-ms/iter)",
+                )
+            )
     for setting in settings:
-        rows.append(row(f"GPT train step: GPT / plain Keras throughput, {setting}", profile, 0.0,
-                        f"{results[(setting, 'GPT')] / results[(setting, 'plain Keras')]:.2f}x (target >= 1.0x)"))
+        rows.append(
+            row(
+                f"GPT train step: GPT / plain Keras throughput, {setting}",
+                profile,
+                0.0,
+                f"{results[(setting, 'GPT')] / results[(setting, 'plain Keras')]:.2f}x (target >= 1.0x)",
+            )
+        )
     return rows
 
 
@@ -205,7 +265,12 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         return ops.where(step < self.warmup, warm, cosine)
 
     def get_config(self):
-        return {"lr": self.lr, "min_lr": self.min_lr, "warmup": self.warmup, "decay_steps": int(self.decay_steps.numpy())}
+        return {
+            "lr": self.lr,
+            "min_lr": self.min_lr,
+            "warmup": self.warmup,
+            "decay_steps": int(self.decay_steps.numpy()),
+        }
 
 
 class TimeBudget(keras.callbacks.Callback):
@@ -240,8 +305,11 @@ class TimeBudget(keras.callbacks.Callback):
             val = self.evaluate()
             self.curve.append((elapsed, it, val))
             lr = float(self.schedule(it))
-            print(f"  {elapsed:6.1f} s  cpu {time.process_time() - self.cpu_start:6.1f} s  iter {it:6d}  lr {lr:.2e}  "
-                  f"train loss {float(logs['loss']):.3f}  val loss (20 batches) {val:.4f}", flush=True)
+            print(
+                f"  {elapsed:6.1f} s  cpu {time.process_time() - self.cpu_start:6.1f} s  iter {it:6d}  lr {lr:.2e}  "
+                f"train loss {float(logs['loss']):.3f}  val loss (20 batches) {val:.4f}",
+                flush=True,
+            )
             self.next_eval = elapsed + self.eval_every
         if elapsed >= self.budget:
             self.model.stop_training = True
@@ -267,8 +335,12 @@ def bench_quality(profile: str, budget: float, eval_every: float, steps_per_exec
     schedule = WarmupCosine()
     optimizer = keras.optimizers.AdamW(schedule, beta_1=0.9, beta_2=0.99, weight_decay=0.1, global_clipnorm=1.0)
     optimizer.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])  # as nanoGPT: decay only matrices
-    model.compile(optimizer=optimizer, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  jit_compile=True, steps_per_execution=steps_per_execution)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+        steps_per_execution=steps_per_execution,
+    )
     model(val_ids[None, :T])
 
     # nanoGPT's estimate: eval_iters=20 random batches of 12 windows.
@@ -280,7 +352,7 @@ def bench_quality(profile: str, budget: float, eval_every: float, steps_per_exec
 
     def estimate() -> float:
         starts = eval_rng.integers(0, len(val_ids) - T, 20 * BATCH)
-        windows = np.stack([val_ids[s: s + T + 1] for s in starts])
+        windows = np.stack([val_ids[s : s + T + 1] for s in starts])
         return float(val_loss_of(windows[:, :-1], windows[:, 1:]))
 
     budget_cb = TimeBudget(budget, eval_every, estimate, schedule)
@@ -297,20 +369,26 @@ def bench_quality(profile: str, budget: float, eval_every: float, steps_per_exec
     print(f"{'seconds':>8} {'iters':>7} {'ours':>7} {'nanoGPT':>8}")
     for s, it, v in budget_cb.curve:
         print(f"{s:8.1f} {it:7d} {v:7.4f} {nanogpt_interpolate(s):8.4f}")
-    for name, curve, total, n in (("2,000", NANOGPT_2K, NANOGPT_2K_SECONDS, 2000),
-                                  ("10,000", NANOGPT_10K, NANOGPT_10K_SECONDS, 10000)):
+    for name, curve, total, n in (
+        ("2,000", NANOGPT_2K, NANOGPT_2K_SECONDS, 2000),
+        ("10,000", NANOGPT_10K, NANOGPT_10K_SECONDS, 10000),
+    ):
         points = ", ".join(f"{v:.3f} @ {it * total / n:.0f} s" for it, v in curve)
         print(f"nanoGPT {name}-iteration run (estimated seconds): {points}")
 
     curve_text = "; ".join(f"{v:.3f} @ {s:.0f} s" for s, _, v in budget_cb.curve)
     nano_at = nanogpt_interpolate(seconds)
     return [
-        row(f"GPT quality, nanoGPT CPU config ({model.count_params():,} params, {iterations} iters of {BATCH}x{T}, "
+        row(
+            f"GPT quality, nanoGPT CPU config ({model.count_params():,} params, {iterations} iters of {BATCH}x{T}, "
             f"XLA, {steps_per_execution} steps/call), budget {budget:.0f} s, {1000 * cpu_seconds / iterations:.0f} CPU-ms/iter "
-            f"(nanoGPT: 100)", profile, seconds,
+            f"(nanoGPT: 100)",
+            profile,
+            seconds,
             f"val loss {full:.4f} nats/char on the whole val text ({bits_per_char(full):.2f} bpc), "
             f"{est:.4f} on 20 random batches; nanoGPT at this wall time {nano_at:.3f} "
-            f"(1.886 @ 115 s, 1.592 @ 504 s); target <= 1.59 at 504 s"),
+            f"(1.886 @ 115 s, 1.592 @ 504 s); target <= 1.59 at 504 s",
+        ),
         row("GPT quality: val curve (20-batch estimate @ seconds)", profile, seconds, curve_text),
     ]
 
@@ -320,11 +398,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--speed", action="store_true", help="generation speed (default if no mode given)")
     parser.add_argument("--throughput", action="store_true", help="train-step throughput vs plain Keras GPT")
     parser.add_argument("--quality", action="store_true", help="time-budgeted training in nanoGPT's CPU configuration")
-    parser.add_argument("--budget", type=float, default=NANOGPT_10K_SECONDS,
-                        help="quality: training seconds (default 504.5 = nanoGPT's 10,000 iterations here)")
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=NANOGPT_10K_SECONDS,
+        help="quality: training seconds (default 504.5 = nanoGPT's 10,000 iterations here)",
+    )
     parser.add_argument("--eval-every", type=float, default=30.0, help="quality: seconds between val estimates")
     parser.add_argument("--steps-per-execution", type=int, default=50, help="quality: train steps per compiled call")
-    parser.add_argument("--profile", default=None, help="smoke | cpu | gpu, recorded in the table (default: $AIGC_PROFILE or by hardware)")
+    parser.add_argument(
+        "--profile",
+        default=None,
+        help="smoke | cpu | gpu, recorded in the table (default: $AIGC_PROFILE or by hardware)",
+    )
     parser.add_argument("--results", type=Path, default=None, help="append the rows to this markdown file")
     args = parser.parse_args(argv)
     profile = args.profile or get_profile()

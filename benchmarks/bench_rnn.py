@@ -93,8 +93,14 @@ def bench_speed(profile: str, new_chars: int = 500) -> list[str]:
         )
     same = results[True][0] == results[False][0]
     speedup = results[False][1] / results[True][1]
-    rows.append(row("char-RNN generation: speed-up of carried state", profile, results[True][1] + results[False][1],
-                    f"{speedup:.1f}x (identical text: {same})"))
+    rows.append(
+        row(
+            "char-RNN generation: speed-up of carried state",
+            profile,
+            results[True][1] + results[False][1],
+            f"{speedup:.1f}x (identical text: {same})",
+        )
+    )
     return rows
 
 
@@ -126,15 +132,23 @@ def bench_throughput(profile: str, steps: int = 20, batch: int = 64, seq_len: in
         timings[name] = time.perf_counter() - start
     chars = steps * batch * seq_len
     rows = [
-        row(f"char-RNN train step, {name} (batch {batch}x{seq_len}, {steps} steps)", profile, t, f"{chars / t:,.0f} chars/s")
+        row(
+            f"char-RNN train step, {name} (batch {batch}x{seq_len}, {steps} steps)",
+            profile,
+            t,
+            f"{chars / t:,.0f} chars/s",
+        )
         for name, t in timings.items()
     ]
-    rows.append(row("char-RNN train step: CharRNN / Sequential throughput", profile, sum(timings.values()),
-                    f"{timings['Sequential'] / timings['CharRNN']:.2f}x (target >= 1.0x)"))
+    rows.append(
+        row(
+            "char-RNN train step: CharRNN / Sequential throughput",
+            profile,
+            sum(timings.values()),
+            f"{timings['Sequential'] / timings['CharRNN']:.2f}x (target >= 1.0x)",
+        )
+    )
     return rows
-
-
-
 
 
 def bench_quality(profile: str) -> list[str]:
@@ -152,17 +166,26 @@ def bench_quality(profile: str) -> list[str]:
     val = make_char_dataset(tok.encode(val_text), seq_len, batch, shuffle=False, drop_remainder=False)
     model = CharRNN(tok.vocab_size, tokenizer=tok, seed=0, **size)
     # Clipping guards against the occasional exploding gradient of an RNN at a high learning rate.
-    model.compile(optimizer=keras.optimizers.Adam(lr, clipnorm=1.0), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=keras.optimizers.Adam(lr, clipnorm=1.0),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     start = time.perf_counter()
-    model.fit(train, steps_per_epoch=100, epochs=10**6, verbose=0, shuffle=False, callbacks=[TimeBudget(budget, peak_lr=lr)])
+    model.fit(
+        train, steps_per_epoch=100, epochs=10**6, verbose=0, shuffle=False, callbacks=[TimeBudget(budget, peak_lr=lr)]
+    )
     train_seconds = time.perf_counter() - start
     metrics = evaluate_loss(model, val)
     steps_done = int(model.optimizer.iterations.numpy())
     print(model.generate("ROMEO:", 300, temperature=0.8, seed=0))
     name = f"char-RNN quality, nanoGPT val split ({size['num_layers']}xLSTM-{size['units']}, {steps_done} steps of {batch}x{seq_len})"
     return [
-        row(name, profile, train_seconds,
-            f"val loss {metrics['loss']:.3f} nats/char ({metrics['bits_per_char']:.2f} bpc, ppl {metrics['perplexity']:.2f}); target <= 1.75")
+        row(
+            name,
+            profile,
+            train_seconds,
+            f"val loss {metrics['loss']:.3f} nats/char ({metrics['bits_per_char']:.2f} bpc, ppl {metrics['perplexity']:.2f}); target <= 1.75",
+        )
     ]
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -271,10 +270,16 @@ def bench_quality(profile: str, num_samples: int | None = None) -> list[str]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--throughput", action="store_true", help="train-step throughput vs a plain Keras VAE (default)")
-    parser.add_argument("--quality", action="store_true", help="time-budgeted MNIST training, test ELBO and IW log-likelihood")
+    parser.add_argument(
+        "--throughput", action="store_true", help="train-step throughput vs a plain Keras VAE (default)"
+    )
+    parser.add_argument(
+        "--quality", action="store_true", help="time-budgeted MNIST training, test ELBO and IW log-likelihood"
+    )
     parser.add_argument("--profile", default=None, help="smoke | cpu | gpu (default: $AIGC_PROFILE or by hardware)")
-    parser.add_argument("--num-samples", type=int, default=None, help="k of the IW bound (default by profile: 10/100/5000)")
+    parser.add_argument(
+        "--num-samples", type=int, default=None, help="k of the IW bound (default by profile: 10/100/5000)"
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file the rows are appended to")
     parser.add_argument("--no-results", action="store_true", help="print the rows only")
     args = parser.parse_args(argv)

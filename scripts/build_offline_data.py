@@ -139,9 +139,7 @@ def build_text(raw: Path, out: Path, work: Path) -> None:
 
     manual = raw / "tiny_shakespeare"
     builder = tfds.builder("tiny_shakespeare", data_dir=os.fspath(work / "tfds"))
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual))
-    )
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=os.fspath(manual)))
     copy_prepared("tiny_shakespeare", work / "tfds", out)
 
 
@@ -167,12 +165,21 @@ def checksums(out: Path) -> dict[str, str]:
 def main(argv: list[str] | None = None) -> int:
     deterministic_serialization()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--raw", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data",
-                        help="folder with the raw files (default: ../shared/data)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "data",
-                        help="TFDS data_dir to write (default: data/)")
-    parser.add_argument("--check", action="store_true",
-                        help="rebuild into a temporary folder and compare with <out>/SHA256SUMS")
+    parser.add_argument(
+        "--raw",
+        type=Path,
+        default=Path(__file__).resolve().parents[1].parent / "shared" / "data",
+        help="folder with the raw files (default: ../shared/data)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parents[1] / "data",
+        help="TFDS data_dir to write (default: data/)",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="rebuild into a temporary folder and compare with <out>/SHA256SUMS"
+    )
     args = parser.parse_args(argv)
 
     verify_raw(args.raw)

@@ -30,7 +30,7 @@ from aigc_tf import REPO_URL  # noqa: E402
 HEADER_TAG = "aigc-header"
 FOOTER_TAG = "aigc-footer"
 
-SETUP_SOURCE = '''\
+SETUP_SOURCE = """\
 # Setup: make `aigc_tf` importable here, in Colab, or after `pip install -e .`
 REPO_URL = "{repo_url}"
 import importlib.util, subprocess, sys
@@ -51,12 +51,12 @@ start_clock()
 print_environment()
 if not gpu_names():
     print("\\nNo GPU visible. On Colab: Runtime > Change runtime type > T4 GPU, then run all again.\\n"
-          "On a laptop this is fine: the 'cpu' profile is sized for about 10 minutes per notebook.")'''
+          "On a laptop this is fine: the 'cpu' profile is sized for about 10 minutes per notebook.")"""
 
-FOOTER_SOURCE = '''\
+FOOTER_SOURCE = """\
 from aigc_tf.config import print_wall_time
 
-print_wall_time();'''
+print_wall_time();"""
 
 
 def colab_url(notebook: Path) -> str:

@@ -65,10 +65,16 @@ def train(dataset: str, epochs: int, batch_size: int = 128, seed: int = 0) -> di
     bare.save_weights(path)
     size_kb = path.stat().st_size / 1024
     print(f"{dataset}: test accuracy {accuracy:.4f}, {seconds:.0f} s, {path.name} {size_kb:.0f} KB")
-    return {"dataset": dataset, "accuracy": accuracy, "seconds": seconds, "epochs": epochs,
-            "params": model.count_params(), "size_kb": size_kb,
-            "n_train": sum(int(x.shape[0]) for x, _ in train_ds),
-            "n_test": sum(int(x.shape[0]) for x, _ in test_ds)}
+    return {
+        "dataset": dataset,
+        "accuracy": accuracy,
+        "seconds": seconds,
+        "epochs": epochs,
+        "params": model.count_params(),
+        "size_kb": size_kb,
+        "n_train": sum(int(x.shape[0]) for x, _ in train_ds),
+        "n_test": sum(int(x.shape[0]) for x, _ in test_ds),
+    }
 
 
 def write_results(rows: list[dict]) -> None:
@@ -96,8 +102,11 @@ def write_results(rows: list[dict]) -> None:
     if pattern.search(text):
         # Keep rows of a dataset not re-trained in this run.
         old = pattern.search(text).group(0)
-        kept = [ln for ln in old.splitlines() if ln.startswith("| CNN classifier, ")
-                and not any(f"classifier, {r['dataset']} (" in ln for r in rows)]
+        kept = [
+            ln
+            for ln in old.splitlines()
+            if ln.startswith("| CNN classifier, ") and not any(f"classifier, {r['dataset']} (" in ln for r in rows)
+        ]
         if kept:
             section = section.rstrip("\n") + "\n" + "\n".join(kept) + "\n"
         text = pattern.sub(lambda _: section + "\n", text)

@@ -20,8 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_python(code: str, *args: str, timeout: int = 300) -> str:
     """Run ``code`` (dedented) with ``args`` in a fresh interpreter; return its stdout."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), *args], capture_output=True,
-                          text=True, env=env, timeout=timeout, cwd=str(ROOT))
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=str(ROOT),
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 

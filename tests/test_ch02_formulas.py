@@ -129,9 +129,9 @@ def test_log_likelihood_is_log_mean_exp_of_the_log_weights_with_the_same_noise()
     k, seed = 40, 7
     got = model.log_likelihood(x, num_samples=k, batch_size=5, chunk_size=k, seed=seed)
     # The same eps the method draws: one batch, one chunk, a fresh SeedGenerator(seed).
-    eps = keras.ops.convert_to_numpy(
-        keras.random.normal((k, 5, 3), seed=keras.random.SeedGenerator(seed))
-    ).astype(np.float64)
+    eps = keras.ops.convert_to_numpy(keras.random.normal((k, 5, 3), seed=keras.random.SeedGenerator(seed))).astype(
+        np.float64
+    )
     mu, log_var = (np.asarray(t, np.float64) for t in model.encoder(x))
     sigma = np.exp(0.5 * log_var)
     z = mu + sigma * eps
@@ -140,7 +140,9 @@ def test_log_likelihood_is_log_mean_exp_of_the_log_weights_with_the_same_noise()
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-3)
     # And gaussian_log_density gives the two latent terms (the prior with scalar 0 arguments).
     lp = keras.ops.convert_to_numpy(gaussian_log_density(z.astype(np.float32), 0.0, 0.0))
-    lq = keras.ops.convert_to_numpy(gaussian_log_density(z.astype(np.float32), mu.astype(np.float32), log_var.astype(np.float32)))
+    lq = keras.ops.convert_to_numpy(
+        gaussian_log_density(z.astype(np.float32), mu.astype(np.float32), log_var.astype(np.float32))
+    )
     np.testing.assert_allclose(lp, stats.norm.logpdf(z).sum(-1), rtol=1e-5)
     np.testing.assert_allclose(lq, stats.norm.logpdf(z, mu, sigma).sum(-1), rtol=1e-4, atol=1e-4)
 
@@ -212,8 +214,12 @@ def test_interpolation_end_points_are_the_reconstructions():
 
 def test_iwae_paper_one_layer_mlp_has_about_0_4_million_parameters():
     """784-200-200-(50 mean, 50 log-variance) encoder and 50-200-200-784 decoder."""
-    enc = keras.Sequential([keras.Input((784,)), keras.layers.Dense(200), keras.layers.Dense(200), keras.layers.Dense(100)])
-    dec = keras.Sequential([keras.Input((50,)), keras.layers.Dense(200), keras.layers.Dense(200), keras.layers.Dense(784)])
+    enc = keras.Sequential(
+        [keras.Input((784,)), keras.layers.Dense(200), keras.layers.Dense(200), keras.layers.Dense(100)]
+    )
+    dec = keras.Sequential(
+        [keras.Input((50,)), keras.layers.Dense(200), keras.layers.Dense(200), keras.layers.Dense(784)]
+    )
     total = enc.count_params() + dec.count_params()
     assert total == 425_284
     assert round(total / 1e5) / 10 == 0.4

@@ -63,8 +63,11 @@ def test_unigram_entropy_is_the_loss_of_constant_log_frequency_logits():
     other = tok.encode("not to be the question, or to be")
     q = np.bincount(other, minlength=tok.vocab_size) / len(other)
     cross = -(q[q > 0] * np.log(p[q > 0])).sum()
-    loss_other = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(
-        other[None], logits[:, : len(other)], from_logits=True)))
+    loss_other = float(
+        keras.ops.mean(
+            keras.losses.sparse_categorical_crossentropy(other[None], logits[:, : len(other)], from_logits=True)
+        )
+    )
     assert loss_other == pytest.approx(cross, rel=1e-5)
     assert cross >= -(q[q > 0] * np.log(q[q > 0])).sum() - 1e-12  # Gibbs' inequality
 
@@ -220,7 +223,9 @@ def test_softmax_with_temperature():
     for T in (0.25, 0.5, 1.0, 2.0, 10.0):
         expected = np.exp(z / T) / np.exp(z / T).sum()
         np.testing.assert_allclose(keras.ops.softmax(z / T).numpy(), expected, rtol=1e-5)
-    entropies = [-(p * np.log(p)).sum() for p in (np_softmax(z.astype(np.float64) / T) for T in (0.1, 0.5, 1, 2, 10, 1000))]
+    entropies = [
+        -(p * np.log(p)).sum() for p in (np_softmax(z.astype(np.float64) / T) for T in (0.1, 0.5, 1, 2, 10, 1000))
+    ]
     assert np.all(np.diff(entropies) > 0)  # higher temperature, flatter distribution
     assert entropies[-1] == pytest.approx(math.log(4), abs=1e-3)  # T -> inf: uniform
     assert np_softmax(z.astype(np.float64) / 0.01)[0] == pytest.approx(1.0)  # T -> 0: argmax

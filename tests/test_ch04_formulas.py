@@ -69,10 +69,14 @@ def test_pre_layer_norm_block_equations():
     for w in block.weights:  # non-trivial LayerNorm scales and biases as well
         w.assign(rng.normal(scale=0.5, size=w.shape).astype("float32") + (1.0 if "gamma" in w.path else 0.0))
     after_attention = x + block.attn(block.ln1(x)).numpy()
-    np.testing.assert_allclose(block.ln1(x).numpy(), layer_norm(x, block.ln1.gamma.numpy(), block.ln1.beta.numpy()),
-                               atol=1e-5)
+    np.testing.assert_allclose(
+        block.ln1(x).numpy(), layer_norm(x, block.ln1.gamma.numpy(), block.ln1.beta.numpy()), atol=1e-5
+    )
     h = layer_norm(after_attention, block.ln2.gamma.numpy(), block.ln2.beta.numpy())
-    mlp = gelu(h @ block.fc.kernel.numpy() + block.fc.bias.numpy()) @ block.fc_proj.kernel.numpy() + block.fc_proj.bias.numpy()
+    mlp = (
+        gelu(h @ block.fc.kernel.numpy() + block.fc.bias.numpy()) @ block.fc_proj.kernel.numpy()
+        + block.fc_proj.bias.numpy()
+    )
     np.testing.assert_allclose(block(x).numpy(), after_attention + mlp, atol=1e-4)
 
 
@@ -99,8 +103,9 @@ def test_gpt_pipeline_embeddings_blocks_tied_logits():
 )
 def test_parameter_count_formula(V, S, L, E, expected):
     # N = V E + S E + L (12 E² + 2 E) + E   (no biases, tied output layer)
-    model = GPT(V, max_len=S, num_layers=L, num_heads=4 if E % 4 == 0 else 2, embed_dim=E, use_bias=False,
-                tie_weights=True)
+    model = GPT(
+        V, max_len=S, num_layers=L, num_heads=4 if E % 4 == 0 else 2, embed_dim=E, use_bias=False, tie_weights=True
+    )
     model(np.zeros((1, 2), "int32"))
     formula = V * E + S * E + L * (12 * E * E + 2 * E) + E
     assert model.count_params() == formula

@@ -33,7 +33,12 @@ def all_batches(ds):
 
 @pytest.mark.parametrize(
     "name, split, count",
-    [("mnist", "train", 23_797), ("mnist", "test", 10_000), ("fashion_mnist", "train", 8_517), ("fashion_mnist", "test", 6_978)],
+    [
+        ("mnist", "train", 23_797),
+        ("mnist", "test", 10_000),
+        ("fashion_mnist", "train", 8_517),
+        ("fashion_mnist", "test", 6_978),
+    ],
 )
 def test_shipped_image_splits(name, split, count):
     x, y = all_batches(data.load_images(name, split, batch_size=4096, with_labels=True))
@@ -48,8 +53,18 @@ def test_shipped_image_splits(name, split, count):
 def test_same_images_as_unchanged_tfds_load():
     """The shipped folder is plain TFDS: tfds.load reads it, and load_images only rescales."""
     ours = next(iter(data.load_images("fashion_mnist", "test", batch_size=500, with_labels=True, shuffle=False)))
-    raw = next(iter(tfds.load("fashion_mnist", split="test", data_dir=str(data.SHIPPED_DATA_DIR), download=False,
-                              as_supervised=True, batch_size=500)))
+    raw = next(
+        iter(
+            tfds.load(
+                "fashion_mnist",
+                split="test",
+                data_dir=str(data.SHIPPED_DATA_DIR),
+                download=False,
+                as_supervised=True,
+                batch_size=500,
+            )
+        )
+    )
     np.testing.assert_array_equal(ours[0].numpy(), raw[0].numpy().astype(np.float32) / 255.0)
     np.testing.assert_array_equal(ours[1].numpy(), raw[1].numpy())
 
@@ -97,7 +112,9 @@ def test_text_splits_are_nanogpts_90_10_split():
     assert data.load_text(split="validation+test") == validation + test
     full = train + validation + test
     # sha256 of the complete input.txt of karpathy/char-rnn (see data/README.md)
-    assert hashlib.sha256(full.encode()).hexdigest() == "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+    assert (
+        hashlib.sha256(full.encode()).hexdigest() == "86c4e6aa9db7c042ec79f339dcb96d42b0075e16b8fc2e86bf0ca57e2dc565ed"
+    )
     assert train.startswith("First Citizen:") and len(set(full)) == 65
 
 
@@ -114,20 +131,40 @@ def fails_fast(exc, match, fn, *args, **kwargs):
 def test_unknown_names_and_splits():
     fails_fast(ValueError, r"name='cifar10'.*mnist, fashion_mnist", data.load_images, "cifar10")
     fails_fast(ValueError, r"name='mnist'.*tiny_shakespeare", data.load_text, "mnist")
-    fails_fast(ValueError, r"split='validation'.*Available splits: train \(23,797\), test \(10,000\)",
-               data.load_images, "mnist", "validation")
+    fails_fast(
+        ValueError,
+        r"split='validation'.*Available splits: train \(23,797\), test \(10,000\)",
+        data.load_images,
+        "mnist",
+        "validation",
+    )
     fails_fast(ValueError, r"split='train\[:50000\]'.*23797", data.load_images, "mnist", "train[:50000]")
     fails_fast(TypeError, r"split must be a str", data.load_images, "mnist", 3)
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    ({"value_range": (1.0, 0.0)}, "value_range"),
-    ({"value_range": (0.0,)}, "value_range"),
-    ({"batch_size": 0}, "batch_size"),
-    ({"batch_size": 2.5}, "batch_size"),
-])
-def test_bad_arguments(kwargs, match):
-    fails_fast(ValueError, match, data.load_images, "mnist", "test", **kwargs)
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (
+            {"value_range": (1.0, 0.0)},
+            ValueError,
+            r"value_range must be \(low, high\) with low < high, got \(1.0, 0.0\)",
+        ),
+        ({"value_range": (0.0,)}, ValueError, r"value_range must be a pair"),
+        ({"value_range": "01"}, TypeError, r"value_range must be a pair"),
+        ({"batch_size": 0}, ValueError, r"batch_size must be >= 1, got 0"),
+        ({"batch_size": 2.5}, TypeError, r"batch_size must be an int, got 2.5 \(float\)"),
+    ],
+)
+def test_bad_arguments(kwargs, error, match):
+    fails_fast(error, match, data.load_images, "mnist", "test", **kwargs)
+
+
+def test_loaded_images_declare_their_range():
+    ds = data.load_images("mnist", "test[:8]", batch_size=8, value_range=(-1, 1))
+    assert ds.value_range == (-1.0, 1.0)
+    x = next(iter(ds)).numpy()
+    assert x.min() >= -1 and x.max() <= 1 and x.min() < -0.99
 
 
 def test_missing_shipped_copy_fails_fast_with_how_to(monkeypatch, tmp_path):
@@ -190,7 +227,12 @@ def test_shipped_files_match_their_checksums_and_the_readme():
 @pytest.mark.slow
 @pytest.mark.skipif(not RAW.is_dir(), reason="raw files (../shared/data) not present")
 def test_rebuild_is_byte_for_byte():
-    proc = subprocess.run([sys.executable, "scripts/build_offline_data.py", "--raw", str(RAW), "--check"],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "scripts/build_offline_data.py", "--raw", str(RAW), "--check"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "OK: 14 files rebuilt byte for byte" in proc.stdout

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from scipy import special
+from step_utils import assert_same_update
 
 from aigc_tf.gan import (
     DCGAN,
@@ -22,7 +23,6 @@ from aigc_tf.gan import (
     minimax_generator_loss,
     rejection_acceptance,
 )
-from step_utils import assert_same_update
 
 SMALL = dict(latent_dim=8, image_shape=(16, 16, 1), generator_filters=(16, 8), discriminator_filters=(8, 16))
 
@@ -133,7 +133,9 @@ def test_train_step_is_an_exact_d_step_then_g_step():
     fake = G_ref(z, training=True)
     with tf.GradientTape() as tape:
         real_logits, fake_logits = D_ref(real, training=True), D_ref(fake, training=True)
-        d_per_example = -(0.9 * tf.math.log_sigmoid(real_logits) + 0.1 * tf.math.log_sigmoid(-real_logits)) - tf.math.log_sigmoid(-fake_logits)
+        d_per_example = -(
+            0.9 * tf.math.log_sigmoid(real_logits) + 0.1 * tf.math.log_sigmoid(-real_logits)
+        ) - tf.math.log_sigmoid(-fake_logits)
         d_loss = tf.reduce_mean(d_per_example)
     for v, g in zip(D_ref.trainable_variables, tape.gradient(d_loss, D_ref.trainable_variables)):
         v.assign_sub(lr_d * g)
@@ -192,8 +194,10 @@ def test_averaged_generator_follows_the_ema_formula_and_generates():
     np.testing.assert_allclose(averaged, model.generator(z, training=False), atol=1e-5)
     for v, w in zip(_all_g_variables(model), saved):
         v.assign(w)
-    np.testing.assert_array_equal(model.generate(3, seed=1, average=False),
-                                  model.generate_from_latents(model.sample_latents(3, seed=1), average=False))
+    np.testing.assert_array_equal(
+        model.generate(3, seed=1, average=False),
+        model.generate_from_latents(model.sample_latents(3, seed=1), average=False),
+    )
 
 
 def test_default_averaging_schedule_is_the_one_notebook_01_states():
@@ -387,8 +391,9 @@ def test_history_holds_epoch_means_reset_each_epoch():
     # trackers that were not reset would report a mean over all four in epoch 2.
     G, D = model.generator, model.discriminator
     fake = G(z, training=True)
-    d_vals = [np.array(discriminator_loss(D(x[i : i + 4], training=True), D(fake, training=True)))
-              for i in range(0, 16, 4)]
+    d_vals = [
+        np.array(discriminator_loss(D(x[i : i + 4], training=True), D(fake, training=True))) for i in range(0, 16, 4)
+    ]
     g_val = np.array(generator_loss(D(fake, training=True)))
     ds = tf.data.Dataset.from_tensor_slices(x).batch(4).repeat()
     history = model.fit(ds, steps_per_epoch=2, epochs=2, verbose=0).history
@@ -412,9 +417,7 @@ def test_xla_step_matches_the_graph_step():
     for jit in (False, True):
         keras.utils.set_random_seed(0)
         model = ConditionalGAN(num_classes=3, **SMALL, dropout=0.0, seed=0)
-        model.compile(
-            d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit
-        )
+        model.compile(d_optimizer=keras.optimizers.Adam(1e-3), g_optimizer=keras.optimizers.Adam(1e-3), jit_compile=jit)
         fixed_latents(model, np.random.default_rng(0).normal(size=(8, 8)).astype(np.float32))
         history = model.fit(blobs(16), np.arange(16) % 3, batch_size=8, epochs=2, verbose=0, shuffle=False).history
         results.append((history, model.generator.get_weights()))
@@ -446,7 +449,8 @@ def test_mixed_float16_step_matches_the_float32_step():
                 model.compile(d_optimizer=keras.optimizers.SGD(0.1), g_optimizer=keras.optimizers.SGD(0.1))
             else:
                 scaled = lambda: keras.optimizers.LossScaleOptimizer(  # noqa: E731
-                    keras.optimizers.SGD(0.1), initial_scale=16.0, dynamic_growth_steps=10**6)
+                    keras.optimizers.SGD(0.1), initial_scale=16.0, dynamic_growth_steps=10**6
+                )
                 model.compile(d_optimizer=scaled(), g_optimizer=scaled())
             fixed_latents(model, z)
             model.train_step(x)
@@ -664,8 +668,10 @@ def test_clustered_step_is_the_conditional_step_on_nearest_centroid_ids():
     logs_k = conditional.train_step((tf.constant(x), tf.constant(ids)))
     for key in ("d_loss", "g_loss", "d_accuracy"):
         assert float(logs_c[key]) == pytest.approx(float(logs_k[key]), rel=1e-5)
-    for a, b in zip(clustered.generator.get_weights() + clustered.discriminator.get_weights(),
-                    conditional.generator.get_weights() + conditional.discriminator.get_weights()):
+    for a, b in zip(
+        clustered.generator.get_weights() + clustered.discriminator.get_weights(),
+        conditional.generator.get_weights() + conditional.discriminator.get_weights(),
+    ):
         np.testing.assert_allclose(a, b, atol=1e-6)
     # With other (wrong) ids the step differs: the ids do reach the networks.
     other = ConditionalGAN(3, **SMALL, dropout=0.0, seed=0)
@@ -674,7 +680,8 @@ def test_clustered_step_is_the_conditional_step_on_nearest_centroid_ids():
     other.generator.set_weights(conditional.generator.get_weights())
     other.discriminator.set_weights(conditional.discriminator.get_weights())
     assert float(other.train_step((tf.constant(x), tf.constant((ids + 1) % 3)))["d_loss"]) != pytest.approx(
-        float(logs_k["d_loss"]), rel=1e-4)
+        float(logs_k["d_loss"]), rel=1e-4
+    )
 
 
 def test_clustered_gan_samples_clusters_by_their_shares():
@@ -777,12 +784,15 @@ def test_game_value_at_the_optimal_discriminator_is_jensen_shannon():
     def d_star(x):
         return p_data(x) / (p_data(x) + p_g(x))
 
-    value = integrate.quad(lambda x: p_data(x) * np.log(d_star(x)) + p_g(x) * np.log(1 - d_star(x)), -12, 14, limit=200)[0]
+    value = integrate.quad(
+        lambda x: p_data(x) * np.log(d_star(x)) + p_g(x) * np.log(1 - d_star(x)), -12, 14, limit=200
+    )[0]
     m = lambda x: 0.5 * (p_data(x) + p_g(x))  # noqa: E731
     kl = lambda p, x: p(x) * np.log(p(x) / m(x))  # noqa: E731
-    jsd = 0.5 * integrate.quad(lambda x: kl(p_data, x), -12, 14, limit=200)[0] + 0.5 * integrate.quad(
-        lambda x: kl(p_g, x), -12, 14, limit=200
-    )[0]
+    jsd = (
+        0.5 * integrate.quad(lambda x: kl(p_data, x), -12, 14, limit=200)[0]
+        + 0.5 * integrate.quad(lambda x: kl(p_g, x), -12, 14, limit=200)[0]
+    )
     assert value == pytest.approx(-np.log(4) + 2 * jsd, abs=1e-6)
     assert 0 < jsd < np.log(2)
 
@@ -860,8 +870,7 @@ def test_generate_rejection_keeps_what_d_rates_higher():
 def test_conditional_generate_rejection_keeps_the_requested_labels():
     model = ConditionalGAN(3, **SMALL, seed=0)
     labels = np.array([0, 1, 2, 2, 1, 0, 0])
-    np.testing.assert_array_equal(model.generate_rejection(labels, seed=4, bound=-1e9),
-                                  model.generate(labels, seed=4))
+    np.testing.assert_array_equal(model.generate_rejection(labels, seed=4, bound=-1e9), model.generate(labels, seed=4))
     with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
         model.generate_rejection(np.array([0, 3]))
 

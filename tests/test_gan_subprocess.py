@@ -11,13 +11,12 @@ from pathlib import Path
 
 import keras
 import numpy as np
+from subprocess_utils import run_python_json
 
 from aigc_tf.gan import DCGAN, ClusteredGAN, ConditionalGAN
-from subprocess_utils import run_python_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(latent_dim=8, image_shape=(16, 16, 1), generator_filters=(16, 8), discriminator_filters=(8, 16))
-
 
 
 def blobs(n: int, seed: int = 0) -> np.ndarray:
@@ -58,8 +57,15 @@ def test_save_load_round_trip_restores_outputs_and_both_optimizers(tmp_path):
             labels=labels,
             out=out,
             raw=raw,
-            **({"centroids": np.asarray(model.centroids), "shares": np.asarray(model.cluster_weights),
-                "samples": model.generate(5, seed=1)} if name == "clgan" else {}),
+            **(
+                {
+                    "centroids": np.asarray(model.centroids),
+                    "shares": np.asarray(model.cluster_weights),
+                    "samples": model.generate(5, seed=1),
+                }
+                if name == "clgan"
+                else {}
+            ),
             **{f"d{i}": np.asarray(v) for i, v in enumerate(model.d_optimizer.variables)},
             **{f"g{i}": np.asarray(v) for i, v in enumerate(model.g_optimizer.variables)},
         )

@@ -7,12 +7,13 @@ import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
 import pytest
+import tensorflow as tf
 from scipy import linalg
 
 from aigc_tf import metrics
 from aigc_tf.data import load_images
+from aigc_tf.images import as_images
 from aigc_tf.metrics import (
     class_coverage,
     classifier_outputs,
@@ -229,10 +230,11 @@ def test_coverage_detects_a_collapsed_sample_set(mnist_test):
 
 def test_classifier_fid_orders_sets_sensibly(mnist_test):
     images, labels = mnist_test
-    real_a, real_b = images[:2000] * 2 - 1, images[2000:4000]
-    noise = np.random.default_rng(0).uniform(-1, 1, size=(2000, 28, 28, 1)).astype(np.float32)
-    ones = images[labels == 1][:1000] * 2 - 1
-    real = metrics.evaluate_samples(real_a, real_b)  # samples in [-1, 1], reference in [0, 1]
+    # samples declare [-1, 1] as a tanh generator's do; the plain reference array is read as [0, 1]
+    real_a, real_b = as_images(images[:2000] * 2 - 1, (-1, 1)), images[2000:4000]
+    noise = as_images(np.random.default_rng(0).uniform(-1, 1, size=(2000, 28, 28, 1)), (-1, 1))
+    ones = as_images(images[labels == 1][:1000] * 2 - 1, (-1, 1))
+    real = metrics.evaluate_samples(real_a, real_b)
     bad = metrics.evaluate_samples(noise, real_b)
     collapsed = metrics.evaluate_samples(ones, real_b)
     assert real["classifier_fid"] < 0.1 * min(collapsed["classifier_fid"], bad["classifier_fid"])

@@ -50,4 +50,6 @@ def test_no_model_code_in_notebooks(path):
     nb = nbformat.read(path, as_version=4)
     for cell in nb.cells:
         if cell.cell_type == "code":
-            assert not re.search(r"^\s*class \w+\((keras\.)?(Model|layers\.Layer|Layer)\)", cell.source, re.M), cell.source
+            assert not re.search(r"^\s*class \w+\((keras\.)?(Model|layers\.Layer|Layer)\)", cell.source, re.M), (
+                cell.source
+            )

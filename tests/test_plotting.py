@@ -22,7 +22,7 @@ def test_tile_images_places_image_i_at_row_i_div_ncols():
     assert grid.shape == (3 * 4 - 1, 2 * 3 - 1)
     for i in range(5):
         r, c = divmod(i, 2)
-        np.testing.assert_array_equal(grid[r * 4: r * 4 + 3, c * 3: c * 3 + 2], i)
+        np.testing.assert_array_equal(grid[r * 4 : r * 4 + 3, c * 3 : c * 3 + 2], i)
     assert (grid[3, :] == -1).all() and (grid[:, 2] == -1).all()  # padding rows/cols
     np.testing.assert_array_equal(grid[8:11, 3:5], -1)  # empty sixth cell
     colour = tile_images(np.zeros((4, 5, 5, 3)), ncols=2)
@@ -32,8 +32,13 @@ def test_tile_images_places_image_i_at_row_i_div_ncols():
 
 
 def test_image_grid_and_history_plots():
-    fig = image_grid(np.random.default_rng(0).uniform(-1, 1, (20, 28, 28, 1)), ncols=10,
-                     value_range=(-1, 1), row_labels=["a", "b"], title="t")
+    fig = image_grid(
+        np.random.default_rng(0).uniform(-1, 1, (20, 28, 28, 1)),
+        ncols=10,
+        value_range=(-1, 1),
+        row_labels=["a", "b"],
+        title="t",
+    )
     ax = fig.axes[0]
     assert ax.get_title() == "t" and [t.get_text() for t in ax.get_yticklabels()] == ["a", "b"]
     data = ax.images[0].get_array()
@@ -69,8 +74,9 @@ def test_sample_grid_callback_records_frames_and_writes_a_gif(tmp_path):
     assert not np.array_equal(cb.frames[0], cb.frames[-1])
     frames = iio.imread(gif, index=None)
     assert frames.shape[0] == 3 and frames.shape[1:3] == (2 * 9, 2 * 14)  # 2x upscaled
-    np.testing.assert_array_equal(frames[0][..., 0] if frames.ndim == 4 else frames[0],
-                                  np.kron(cb.frames[0], np.ones((2, 2), np.uint8)))
+    np.testing.assert_array_equal(
+        frames[0][..., 0] if frames.ndim == 4 else frames[0], np.kron(cb.frames[0], np.ones((2, 2), np.uint8))
+    )
     with pytest.raises(ValueError, match="every"):
         SampleGridCallback(sample_fn, every=0)
 

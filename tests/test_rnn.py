@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from scipy import stats
+from subprocess_utils import run_python
 
 from aigc_tf.rnn import CharRNN, bits_per_char, evaluate_loss, perplexity
 from aigc_tf.text import CharTokenizer, make_char_dataset
-from subprocess_utils import run_python
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = "to be, or not to be: that is the question. " * 8
@@ -21,8 +21,17 @@ V = TOK.vocab_size
 
 
 def tiny(cell="lstm", num_layers=2, dropout=0.0, tokenizer=TOK, seed=0, **kw):
-    return CharRNN(V, embedding_dim=8, units=16, num_layers=num_layers, cell=cell, dropout=dropout,
-                   tokenizer=tokenizer, seed=seed, **kw)
+    return CharRNN(
+        V,
+        embedding_dim=8,
+        units=16,
+        num_layers=num_layers,
+        cell=cell,
+        dropout=dropout,
+        tokenizer=tokenizer,
+        seed=seed,
+        **kw,
+    )
 
 
 def random_ids(shape, seed=0):
@@ -30,10 +39,12 @@ def random_ids(shape, seed=0):
 
 
 def compiled(model, **kw):
-    model.compile(optimizer=kw.pop("optimizer", keras.optimizers.SGD(0.5)),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **kw)
+    model.compile(
+        optimizer=kw.pop("optimizer", keras.optimizers.SGD(0.5)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        **kw,
+    )
     return model
-
 
 
 # ------------------------------------------------------------------------- forward pass
@@ -197,7 +208,10 @@ def test_beam_search_with_the_rnn():
     beam = model.beam_search(prompt, n, num_beams=5)
     assert beam.shape == greedy.shape and np.array_equal(beam[: len(prompt)], prompt)
     # A wider beam never finds a less likely continuation than greedy decoding.
-    assert sequence_log_prob(model, prompt, beam[len(prompt):]) >= sequence_log_prob(model, prompt, greedy[len(prompt):]) - 1e-4
+    assert (
+        sequence_log_prob(model, prompt, beam[len(prompt) :])
+        >= sequence_log_prob(model, prompt, greedy[len(prompt) :]) - 1e-4
+    )
     assert isinstance(model.beam_search("to be", 3, num_beams=2), str)
 
 
@@ -303,8 +317,8 @@ def test_save_load_round_trip_in_fresh_process(tmp_path):
         import json, numpy as np, keras
         import aigc_tf.rnn  # registers the classes; nothing from the tests is imported
         model = keras.models.load_model({str(path)!r})
-        x = np.load({str(tmp_path / 'x.npy')!r})
-        np.save({str(tmp_path / 'logits.npy')!r}, np.asarray(model(x)))
+        x = np.load({str(tmp_path / "x.npy")!r})
+        np.save({str(tmp_path / "logits.npy")!r}, np.asarray(model(x)))
         print(json.dumps({{
             "class": type(model).__name__,
             "vocab": model.tokenizer.vocab,

@@ -66,7 +66,15 @@ def test_top_k_support_is_the_k_largest():
 
 @pytest.mark.parametrize(
     "p, expected",
-    [(1e-6, [0]), (0.45, [0]), (0.6, [0, 1]), (0.7, [0, 1]), (0.9, [0, 1, 2]), (0.96, [0, 1, 2, 3]), (1.0, [0, 1, 2, 3])],
+    [
+        (1e-6, [0]),
+        (0.45, [0]),
+        (0.6, [0, 1]),
+        (0.7, [0, 1]),
+        (0.9, [0, 1, 2]),
+        (0.96, [0, 1, 2, 3]),
+        (1.0, [0, 1, 2, 3]),
+    ],
 )
 def test_top_p_hand_computed(p, expected):
     # probabilities .5 .3 .15 .05: the set must reach p, including the token that crosses it.

@@ -8,11 +8,11 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from subprocess_utils import run_python
 
 from aigc_tf.rnn import evaluate_loss
 from aigc_tf.text import CharTokenizer, make_char_dataset
 from aigc_tf.transformer import GPT, CausalSelfAttention, TransformerBlock
-from subprocess_utils import run_python
 
 REPO = Path(__file__).resolve().parents[1]
 TEXT = "to be, or not to be: that is the question. " * 8
@@ -22,8 +22,17 @@ MAX_LEN = 8
 
 
 def tiny(max_len=MAX_LEN, num_layers=2, num_heads=2, embed_dim=16, dropout=0.0, tokenizer=TOK, seed=0, **kw):
-    return GPT(V, max_len=max_len, num_layers=num_layers, num_heads=num_heads, embed_dim=embed_dim,
-               dropout=dropout, tokenizer=tokenizer, seed=seed, **kw)
+    return GPT(
+        V,
+        max_len=max_len,
+        num_layers=num_layers,
+        num_heads=num_heads,
+        embed_dim=embed_dim,
+        dropout=dropout,
+        tokenizer=tokenizer,
+        seed=seed,
+        **kw,
+    )
 
 
 def random_ids(shape, seed=0, vocab=V):
@@ -38,8 +47,11 @@ def sharpen(model, factor=20.0):
 
 
 def compiled(model, **kw):
-    model.compile(optimizer=kw.pop("optimizer", keras.optimizers.SGD(0.5)),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), **kw)
+    model.compile(
+        optimizer=kw.pop("optimizer", keras.optimizers.SGD(0.5)),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        **kw,
+    )
     return model
 
 
@@ -47,10 +59,9 @@ def reference_greedy(model, ids, n):
     """Greedy decoding by full recompute on the last max_len tokens (nanoGPT's loop)."""
     ids = np.array(ids)
     for _ in range(n):
-        logits = np.asarray(model(ids[:, -model.max_len:]))[:, -1]
+        logits = np.asarray(model(ids[:, -model.max_len :]))[:, -1]
         ids = np.concatenate([ids, logits.argmax(-1).astype("int32")[:, None]], axis=1)
     return ids
-
 
 
 # ------------------------------------------------------------------------- attention
@@ -113,8 +124,10 @@ def test_attention_dropout_only_in_training():
 
 
 def test_layer_configs_round_trip():
-    for layer in (CausalSelfAttention(16, 4, dropout=0.1, use_bias=False, seed=2),
-                  TransformerBlock(16, 4, dropout=0.1, mlp_ratio=2, output_init_std=0.01, seed=1)):
+    for layer in (
+        CausalSelfAttention(16, 4, dropout=0.1, use_bias=False, seed=2),
+        TransformerBlock(16, 4, dropout=0.1, mlp_ratio=2, output_init_std=0.01, seed=1),
+    ):
         config = layer.get_config()
         clone = type(layer).from_config(config)
         assert clone.get_config() == config
@@ -157,7 +170,10 @@ def test_random_token_loss_stays_near_log_v():
     # log V on fresh tokens. A missing mask or an unshifted target lets it copy the answer.
     vocab = 16
     keras.utils.set_random_seed(0)
-    train, fresh = random_ids((512, MAX_LEN + 1), seed=3, vocab=vocab), random_ids((256, MAX_LEN + 1), seed=4, vocab=vocab)
+    train, fresh = (
+        random_ids((512, MAX_LEN + 1), seed=3, vocab=vocab),
+        random_ids((256, MAX_LEN + 1), seed=4, vocab=vocab),
+    )
 
     def fit_and_score(shift):
         model = compiled(GPT(vocab, MAX_LEN, 2, 2, 32, seed=0), optimizer=keras.optimizers.Adam(3e-3))
@@ -206,8 +222,10 @@ def test_weight_tying_gradient_has_both_uses():
 
     both, loss_both = loss_fn(False)
     output_only, _ = loss_fn(True)
-    assert loss_both == pytest.approx(float(tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(
-        targets, model(ids), from_logits=True))), rel=1e-6)
+    assert loss_both == pytest.approx(
+        float(tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(targets, model(ids), from_logits=True))),
+        rel=1e-6,
+    )
     np.testing.assert_allclose(both[2:], output_only[2:], atol=1e-7)  # unseen ids: output use only
     assert not np.allclose(both[:2], output_only[:2], atol=1e-6)  # seen ids: input use adds gradient
 
@@ -232,7 +250,7 @@ def test_kv_cache_equals_full_recompute_also_past_max_len():
         np.testing.assert_allclose(np.asarray(logits), np.asarray(model(ids[:, :prompt_len]))[:, -1], atol=1e-5)
         for t in range(prompt_len, ids.shape[1]):
             logits, state = model.step(ids[:, t], state)
-            window = ids[:, max(0, t + 1 - MAX_LEN): t + 1]  # the last max_len tokens
+            window = ids[:, max(0, t + 1 - MAX_LEN) : t + 1]  # the last max_len tokens
             np.testing.assert_allclose(np.asarray(logits), np.asarray(model(window))[:, -1], atol=1e-5)
             assert int(state["length"][0]) == min(t + 1, MAX_LEN)
 
@@ -247,7 +265,7 @@ def test_greedy_generation_cached_equals_uncached_and_crops():
     # A prompt longer than the context is cropped to its last max_len tokens.
     long_prompt = random_ids((1, MAX_LEN + 4), seed=6)
     out = model.generate(long_prompt, 4, top_k=1, jit_compile=False)
-    np.testing.assert_array_equal(out[:, :MAX_LEN + 4], long_prompt)
+    np.testing.assert_array_equal(out[:, : MAX_LEN + 4], long_prompt)
     np.testing.assert_array_equal(out, reference_greedy(model, long_prompt, 4))
     # The model itself refuses positions past max_len instead of looking them up.
     with pytest.raises(ValueError, match="max_len"):
@@ -259,7 +277,9 @@ def test_xla_generation_equals_graph_generation():
     model = sharpen(tiny())
     prompt = random_ids((2, 3), seed=7)
     n = MAX_LEN + 4
-    np.testing.assert_array_equal(model.generate(prompt, n, top_k=1, jit_compile=True), reference_greedy(model, prompt, n))
+    np.testing.assert_array_equal(
+        model.generate(prompt, n, top_k=1, jit_compile=True), reference_greedy(model, prompt, n)
+    )
 
 
 def test_sampled_generation_same_with_and_without_cache():
@@ -293,7 +313,7 @@ def sequence_log_prob(model, prompt, continuation):
     ids = np.concatenate([prompt, continuation])[None]
     total = 0.0
     for t in range(len(prompt), ids.shape[1]):
-        log_probs = keras.ops.log_softmax(model(ids[:, max(0, t - model.max_len): t]), axis=-1).numpy()
+        log_probs = keras.ops.log_softmax(model(ids[:, max(0, t - model.max_len) : t]), axis=-1).numpy()
         total += log_probs[0, -1, ids[0, t]]
     return total
 
@@ -309,7 +329,10 @@ def test_beam_search():
     np.testing.assert_array_equal(beam, model.beam_search(prompt, n, num_beams=4, use_cache=False))
     assert beam.shape == greedy.shape and np.array_equal(beam[: len(prompt)], prompt)
     # A wider beam never finds a less likely continuation than greedy decoding.
-    assert sequence_log_prob(model, prompt, beam[len(prompt):]) >= sequence_log_prob(model, prompt, greedy[len(prompt):]) - 1e-4
+    assert (
+        sequence_log_prob(model, prompt, beam[len(prompt) :])
+        >= sequence_log_prob(model, prompt, greedy[len(prompt) :]) - 1e-4
+    )
     assert isinstance(model.generate("to be", 3, num_beams=2), str)
 
 
@@ -385,13 +408,21 @@ def test_short_training_beats_the_unigram_baseline():
     freq = np.bincount(train_ids, minlength=tok.vocab_size) + 1.0
     unigram = float(-np.log(freq / freq.sum())[val_ids].mean())
     model = GPT(tok.vocab_size, 32, 2, 2, 32, tokenizer=tok, seed=0)
-    model.compile(optimizer=keras.optimizers.AdamW(3e-3, weight_decay=0.1),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(3e-3, weight_decay=0.1),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        jit_compile=True,
+    )
     val = make_char_dataset(val_ids, 32, 16, shuffle=False, drop_remainder=False)
     before = evaluate_loss(model, val)["loss"]
     assert before == pytest.approx(math.log(tok.vocab_size), abs=0.1)  # untrained ≈ uniform
-    model.fit(make_char_dataset(train_ids, 32, 16, shuffle=True, seed=0).repeat(), steps_per_epoch=150,
-              epochs=1, verbose=0, shuffle=False)
+    model.fit(
+        make_char_dataset(train_ids, 32, 16, shuffle=True, seed=0).repeat(),
+        steps_per_epoch=150,
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+    )
     after = evaluate_loss(model, val)["loss"]
     assert after < unigram - 0.2, (after, unigram)
 
@@ -462,8 +493,8 @@ def test_save_load_round_trip_in_fresh_process(tmp_path):
         import json, numpy as np, keras
         import aigc_tf  # registers the classes; nothing from the tests is imported
         model = keras.models.load_model({str(path)!r})
-        x = np.load({str(tmp_path / 'x.npy')!r})
-        np.save({str(tmp_path / 'logits.npy')!r}, np.asarray(model(x)))
+        x = np.load({str(tmp_path / "x.npy")!r})
+        np.save({str(tmp_path / "logits.npy")!r}, np.asarray(model(x)))
         config = model.get_config()
         print(json.dumps({{
             "class": type(model).__name__,
@@ -477,8 +508,15 @@ def test_save_load_round_trip_in_fresh_process(tmp_path):
     info = json.loads(out.strip().splitlines()[-1])
     assert info["class"] == "GPT"
     assert info["vocab"] == TOK.vocab
-    assert info["config"] == {"max_len": MAX_LEN, "num_layers": 2, "num_heads": 2, "embed_dim": 16,
-                              "dropout": 0.1, "use_bias": False, "tie_weights": False}
+    assert info["config"] == {
+        "max_len": MAX_LEN,
+        "num_layers": 2,
+        "num_heads": 2,
+        "embed_dim": 16,
+        "dropout": 0.1,
+        "use_bias": False,
+        "tie_weights": False,
+    }
     assert info["greedy"] == expected_greedy
     assert info["iterations"] == 1
     np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected_logits, atol=1e-6)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from scipy import special, stats
+from step_utils import assert_same_update
 
 from aigc_tf.vae import (
     VAE,
@@ -20,7 +21,6 @@ from aigc_tf.vae import (
     gaussian_log_density,
     kl_divergence,
 )
-from step_utils import assert_same_update
 
 SMALL = dict(image_shape=(16, 16, 1), latent_dim=4, filters=(8, 16), dense_units=32)
 
@@ -67,9 +67,7 @@ def test_kl_matches_monte_carlo_and_is_nonnegative():
     sigma = np.exp(0.5 * log_var)
     z = mu + sigma * rng.standard_normal((200_000, 4, 3))
     # KL = E_q[log q(z) - log p(z)], estimated with SciPy densities.
-    mc = np.mean(
-        np.sum(stats.norm.logpdf(z, mu, sigma) - stats.norm.logpdf(z), axis=-1), axis=0
-    )
+    mc = np.mean(np.sum(stats.norm.logpdf(z, mu, sigma) - stats.norm.logpdf(z), axis=-1), axis=0)
     kl = keras.ops.convert_to_numpy(kl_divergence(mu, log_var))
     np.testing.assert_allclose(kl, mc, atol=0.03)
     assert np.all(kl > 0)
@@ -99,9 +97,7 @@ def test_reconstruction_sums_over_pixels_and_channels(channels):
     np.testing.assert_allclose(got, want, rtol=1e-5)
     # keras.losses.binary_crossentropy means over the channel axis: x C to match.
     keras_fn = keras.losses.binary_crossentropy(x, logits, from_logits=True)
-    np.testing.assert_allclose(
-        got, channels * keras.ops.convert_to_numpy(keras_fn).sum(axis=(1, 2)), rtol=1e-4
-    )
+    np.testing.assert_allclose(got, channels * keras.ops.convert_to_numpy(keras_fn).sum(axis=(1, 2)), rtol=1e-4)
     # The averaged-over-pixels pitfall would be 5*6*C times smaller.
     averaged = keras.losses.BinaryCrossentropy(from_logits=True)(x[:1], logits[:1])
     assert got[0] / float(averaged) == pytest.approx(5 * 6 * channels, rel=1e-4)
@@ -310,7 +306,9 @@ def test_mixed_float16_step_matches_the_float32_step():
             model.set_weights(init)
             optimizer = keras.optimizers.SGD(0.01)
             if policy == "mixed_float16":
-                optimizer = keras.optimizers.LossScaleOptimizer(optimizer, initial_scale=16.0, dynamic_growth_steps=10**6)
+                optimizer = keras.optimizers.LossScaleOptimizer(
+                    optimizer, initial_scale=16.0, dynamic_growth_steps=10**6
+                )
             model.compile(optimizer=optimizer)
             model.fit(x, batch_size=8, epochs=1, verbose=0, shuffle=False)
             deltas[policy] = [np.array(w) - w0 for w, w0 in zip(model.get_weights(), init)]

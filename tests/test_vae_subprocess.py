@@ -13,13 +13,12 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from subprocess_utils import run_python_json
 
 from aigc_tf.vae import VAE
-from subprocess_utils import run_python_json
 
 ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(image_shape=(16, 16, 1), latent_dim=4, filters=(8, 16), dense_units=32)
-
 
 
 def bars(n: int, seed: int = 0) -> np.ndarray:
