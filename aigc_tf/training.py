@@ -1,0 +1,286 @@
+"""Train a recipe: its data, a budget in steps or seconds, and checkpoints that resume exactly.
+
+This is what ``aigc-tf train`` runs, and what a notebook can call instead of
+writing a training loop. A run is ``fit`` in rounds of ``checkpoint_every`` steps;
+after each round the model (weights and optimizer state), the state of its random
+streams and the step count are saved, and the data pipeline is deterministic
+given the seed, so a run killed and resumed ends with the same weights and
+optimizer state as one that never stopped (with a step budget; a wall-clock
+budget resumes with the time that was left).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from aigc_tf.recipes import GANS, LANGUAGE_MODELS, Recipe
+from aigc_tf.validation import check_int, check_optional_int
+
+__all__ = [
+    "TextData",
+    "load_checkpoint",
+    "random_state",
+    "restore_random_state",
+    "save_checkpoint",
+    "step_schedule",
+    "text_data",
+    "train_recipe",
+    "training_dataset",
+]
+
+CHECKPOINT = "checkpoint.keras"
+RANDOM_STATE = "checkpoint-random.npz"
+PROGRESS = "checkpoint.json"
+
+
+# --------------------------------------------------------------------------- #
+# Data.
+# --------------------------------------------------------------------------- #
+
+
+@dataclass
+class TextData:
+    """The nanoGPT split of a text dataset and its character tokenizer."""
+
+    train_text: str
+    val_text: str
+    tokenizer: Any
+
+
+def text_data(recipe: Recipe) -> TextData:
+    """The recipe's text split, with a character tokenizer over train + validation (as nanoGPT)."""
+    from aigc_tf.text import CharTokenizer, nanogpt_split
+
+    train_text, val_text = nanogpt_split(recipe.dataset)
+    return TextData(train_text, val_text, CharTokenizer.from_text(train_text + val_text))
+
+
+def training_dataset(recipe: Recipe, model, *, seed: int = 0, text: TextData | None = None):
+    """The batches ``model`` trains on, repeated forever, in a order fixed by ``seed``.
+
+    Images come in the model's ``value_range`` (with labels for a conditional GAN,
+    binarized afresh each epoch for the VAE); text as ``(inputs, targets)`` windows.
+    """
+    if recipe.kind in LANGUAGE_MODELS:
+        from aigc_tf.text import make_char_dataset
+
+        text = text or text_data(recipe)
+        ids = text.tokenizer.encode(text.train_text)
+        seq_len = int(recipe.data["seq_len"])
+        stride = recipe.data.get("stride")
+        ds = make_char_dataset(ids, seq_len, recipe.batch_size, stride=stride, shuffle=True, seed=seed)
+        return ds.repeat()
+    from aigc_tf.data import load_images
+
+    if recipe.data.get("binarize"):
+        from aigc_tf.vae import binarize
+
+        images = load_images(recipe.dataset, recipe.train_split, shuffle=True, seed=seed)
+        return binarize(images, seed=seed).batch(recipe.batch_size, drop_remainder=True).repeat()
+    ds = load_images(
+        recipe.dataset,
+        recipe.train_split,
+        batch_size=recipe.batch_size,
+        value_range=tuple(model.value_range),
+        with_labels=recipe.kind == "cgan",
+        seed=seed,
+        drop_remainder=True,
+    )
+    return ds.repeat()
+
+
+# --------------------------------------------------------------------------- #
+# Checkpoints: the .keras file, plus the random streams it does not hold.
+# --------------------------------------------------------------------------- #
+
+
+def _random_variables(model) -> list:
+    # SeedGenerator states are model variables (Keras lists them in `model.variables`)
+    # but `.keras` files reload them at their initial values: saved here instead.
+    return [v for v in model.variables if v.name == "seed_generator_state"]
+
+
+def random_state(model) -> list[np.ndarray]:
+    """The current state of every random stream (``SeedGenerator``) of ``model``, in a fixed order."""
+    return [np.asarray(v.numpy()) for v in _random_variables(model)]
+
+
+def restore_random_state(model, state: list[np.ndarray]) -> None:
+    """Set ``model``'s random streams to ``state`` (from :func:`random_state` of the same architecture)."""
+    variables = _random_variables(model)
+    if len(variables) != len(state):
+        raise ValueError(f"state: the model has {len(variables)} random streams, the state holds {len(state)}.")
+    for variable, value in zip(variables, state):
+        variable.assign(value)
+
+
+def save_checkpoint(model, folder: str | Path, **progress: Any) -> Path:
+    """Save weights, optimizer state, random streams and ``progress`` (JSON values) into ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    # Write next to the final names, then rename: a kill mid-save leaves the last good checkpoint.
+    model.save(folder / f"tmp-{CHECKPOINT}")
+    np.savez(folder / f"tmp-{RANDOM_STATE}", *random_state(model))
+    (folder / f"tmp-{PROGRESS}").write_text(json.dumps(progress, indent=2))
+    for name in (CHECKPOINT, RANDOM_STATE, PROGRESS):
+        (folder / f"tmp-{name}").replace(folder / name)
+    return folder / CHECKPOINT
+
+
+def load_checkpoint(folder: str | Path) -> tuple[keras.Model, dict[str, Any]]:
+    """The model saved by :func:`save_checkpoint` (compiled, random streams restored) and its progress."""
+    folder = Path(folder)
+    if not (folder / CHECKPOINT).exists():
+        raise FileNotFoundError(f"folder: no checkpoint in {str(folder)!r} (expected {CHECKPOINT}).")
+    import aigc_tf  # noqa: F401  (registers the model classes)
+
+    model = keras.models.load_model(folder / CHECKPOINT)
+    with np.load(folder / RANDOM_STATE) as saved:
+        restore_random_state(model, [saved[f"arr_{i}"] for i in range(len(saved.files))])
+    return model, json.loads((folder / PROGRESS).read_text())
+
+
+# --------------------------------------------------------------------------- #
+# Training.
+# --------------------------------------------------------------------------- #
+
+
+def _optimizers(model) -> list:
+    pair = [getattr(model, name, None) for name in ("d_optimizer", "g_optimizer")]
+    return [o for o in pair if o is not None] or [model.optimizer]
+
+
+def _iterations(model) -> int:
+    return int(_optimizers(model)[-1].iterations.numpy())
+
+
+def step_schedule(recipe: Recipe, steps: int):
+    """The recipe's cosine learning-rate schedule over ``steps`` optimizer steps (``None``: constant).
+
+    The same curve as :class:`aigc_tf.callbacks.TimeBudget` draws over a time budget,
+    ``peak (f + (1 - f) (1 + cos(pi s)) / 2)``, which is Keras's ``CosineDecay`` with
+    ``alpha = f``; inside the optimizer it is saved and resumed with it.
+    """
+    if "peak_lr" not in recipe.schedule:
+        return None
+    return keras.optimizers.schedules.CosineDecay(
+        float(recipe.schedule["peak_lr"]), decay_steps=steps, alpha=float(recipe.schedule.get("final_fraction", 0.05))
+    )
+
+
+class _Budget(keras.callbacks.Callback):
+    """Stops ``fit`` at a step count or a deadline, sets a time-based learning rate, checkpoints each epoch."""
+
+    def __init__(self, recipe, *, steps, seconds, spent, checkpoint_dir):
+        super().__init__()
+        self.steps, self.seconds, self.spent, self.checkpoint_dir = steps, seconds, spent, checkpoint_dir
+        self.schedule = step_schedule(recipe, 10_000) if seconds is not None else None
+
+    def elapsed(self) -> float:
+        return self.spent + time.perf_counter() - self.start
+
+    def on_train_begin(self, logs=None):
+        self.start = time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.schedule is not None:  # the cosine over the fraction of the time budget spent
+            lr = float(self.schedule(min(1.0, self.elapsed() / self.seconds) * 10_000))
+            for optimizer in _optimizers(self.model):
+                optimizer.learning_rate.assign(lr)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.steps is not None and _iterations(self.model) >= self.steps:
+            self.model.stop_training = True
+        if self.seconds is not None and self.elapsed() >= self.seconds:
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.checkpoint_dir is not None:
+            save_checkpoint(self.model, self.checkpoint_dir, step=_iterations(self.model), seconds=self.elapsed())
+
+
+def train_recipe(
+    recipe: Recipe,
+    model,
+    dataset,
+    *,
+    steps: int | None = None,
+    seconds: float | None = None,
+    checkpoint_dir: str | Path | None = None,
+    checkpoint_every: int | None = None,
+    callbacks: list | None = None,
+    verbose: int = 0,
+) -> dict[str, Any]:
+    """Train a compiled ``model`` on ``dataset`` for a step or a time budget, checkpointing as it goes.
+
+    Steps already taken (the optimizer's iterations, e.g. after :func:`load_checkpoint`)
+    count towards the budget and the data continue where they stopped, so a resumed
+    run takes the same batches as an uninterrupted one. With ``steps_per_execution``
+    above 1 the step count is checked after each compiled call.
+
+    Args:
+        recipe: the recipe (``steps_per_epoch``, schedule, budgets).
+        model: a compiled model (see :meth:`Recipe.compile_model`; for a step budget, build
+            its optimizer over :func:`step_schedule` to get the recipe's learning-rate curve).
+        dataset: repeated training batches (see :func:`training_dataset`).
+        steps: total optimizer steps to reach.
+        seconds: a wall-clock budget instead (default: the recipe's main budget); time
+            already spent by a resumed run counts, and the learning rate follows the
+            recipe's cosine over the time.
+        checkpoint_dir: save a checkpoint here every ``checkpoint_every`` steps.
+        checkpoint_every: steps per epoch of ``fit`` (default: the recipe's ``steps_per_epoch``).
+        callbacks: more Keras callbacks for ``fit``.
+        verbose: ``fit``'s verbosity.
+
+    Returns:
+        ``{"steps": total steps, "seconds": total seconds, "history": fit's history}``.
+    """
+    steps = check_optional_int("steps", steps, minimum=1)
+    every = check_int("checkpoint_every", checkpoint_every or recipe.steps_per_epoch, minimum=1)
+    if steps is None and seconds is None:
+        seconds = recipe.seconds
+    done = _iterations(model)
+    spent = 0.0
+    if checkpoint_dir is not None and (Path(checkpoint_dir) / PROGRESS).exists():
+        spent = float(json.loads((Path(checkpoint_dir) / PROGRESS).read_text()).get("seconds", 0.0))
+    if (steps is not None and done >= steps) or (seconds is not None and spent >= seconds):
+        return {"steps": done, "seconds": spent, "history": {}}
+    epochs = 10**6 if steps is None else -(-(steps - done) // every)
+    budget = _Budget(recipe, steps=steps, seconds=seconds, spent=spent, checkpoint_dir=checkpoint_dir)
+    history = model.fit(
+        dataset.skip(done) if done else dataset,
+        steps_per_epoch=every,
+        epochs=epochs,
+        verbose=verbose,
+        shuffle=False,
+        callbacks=[budget, *(callbacks or [])],
+    ).history
+    return {"steps": _iterations(model), "seconds": budget.elapsed(), "history": history}
+
+
+def prepare(recipe: Recipe, model, dataset) -> None:
+    """One-off work before training: the clustered GAN's k-means on the training images."""
+    if recipe.kind == "clustered-gan":
+        model.fit_clusters(dataset.take(max(1, 60_000 // recipe.batch_size)))
+
+
+def describe_kind(kind: str) -> str:
+    """A one-line description of a kind (for ``aigc-tf train --help``)."""
+    return {
+        "dcgan": "DCGAN on MNIST",
+        "cgan": "conditional GAN on MNIST (digit labels)",
+        "clustered-gan": "GAN conditioned on k-means clusters of MNIST (no labels)",
+        "vae": "convolutional VAE on binarized MNIST",
+        "char-rnn": "character LSTM on tiny Shakespeare",
+        "gpt": "character GPT on tiny Shakespeare",
+    }[kind]
+
+
+__all__ += ["GANS", "LANGUAGE_MODELS", "describe_kind", "prepare"]
