@@ -156,6 +156,12 @@ def _train(args: argparse.Namespace) -> int:
         steps, seconds, seed = args.steps, args.seconds, args.seed
         if steps is None and seconds is None:
             seconds = recipe.seconds
+        per_call = int(recipe.compile.get("steps_per_execution", 1))
+        if steps is not None and steps % per_call:
+            raise UsageError(
+                f"--steps must be a multiple of the recipe's steps_per_execution ({per_call}), got {steps}; "
+                f"e.g. {-(-steps // per_call) * per_call}."
+            )
         run = {
             "kind": args.kind,
             "profile": recipe.profile,
@@ -172,9 +178,9 @@ def _train(args: argparse.Namespace) -> int:
 
     import keras
 
-    from aigc_tf import training
+    from aigc_tf import set_seed, training
 
-    keras.utils.set_random_seed(seed)
+    set_seed(seed)  # Python, NumPy, TensorFlow and Keras, with deterministic kernels
     text = training.text_data(recipe) if recipe.kind in training.LANGUAGE_MODELS else None
     if args.resume:
         model, progress = training.load_checkpoint(folder)
@@ -183,9 +189,12 @@ def _train(args: argparse.Namespace) -> int:
         model = recipe.build_model(tokenizer=text.tokenizer if text else None, seed=seed)
         schedule = training.step_schedule(recipe, steps) if steps is not None else None
         recipe.compile_model(model, learning_rate=schedule)
-    dataset = training.training_dataset(recipe, model, seed=seed, text=text)
+
+    def dataset(start: int):
+        return training.training_dataset(recipe, model, seed=seed, start=start, text=text)
+
     if not args.resume:
-        training.prepare(recipe, model, dataset)
+        training.prepare(recipe, model, dataset(0))
     logs = keras.callbacks.TensorBoard(str(folder / "logs"), update_freq="epoch", write_graph=False)
     result = training.train_recipe(
         recipe,

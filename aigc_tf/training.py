@@ -62,38 +62,70 @@ def text_data(recipe: Recipe) -> TextData:
     return TextData(train_text, val_text, CharTokenizer.from_text(train_text + val_text))
 
 
-def training_dataset(recipe: Recipe, model, *, seed: int = 0, text: TextData | None = None):
-    """The batches ``model`` trains on, repeated forever, in a order fixed by ``seed``.
+def _position_stream(count: int, batch_size: int, seed: int, start: int, fetch):
+    """Batches ``start, start + 1, …`` of an endless stream where batch b is a pure function of (seed, b).
 
-    Images come in the model's ``value_range`` (with labels for a conditional GAN,
-    binarized afresh each epoch for the VAE); text as ``(inputs, targets)`` windows.
+    Epoch e visits the ``count`` examples in the order of a permutation seeded by
+    ``(seed, e)``; ``fetch(indices, b)`` turns a batch of example indices into the
+    batch. Because nothing depends on how many iterators came before, starting at
+    ``start`` gives exactly the batches an uninterrupted run sees from there, at once
+    (the skipped batches are never computed).
     """
-    if recipe.kind in LANGUAGE_MODELS:
-        from aigc_tf.text import make_char_dataset
+    import tensorflow as tf
 
+    per_epoch = count // batch_size  # whole batches per epoch: static shapes
+
+    def epoch_batches(epoch):
+        keys = tf.random.stateless_uniform([count], seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
+        order = tf.reshape(tf.argsort(keys)[: per_epoch * batch_size], (per_epoch, batch_size))
+        return tf.data.Dataset.from_tensor_slices((epoch * per_epoch + tf.range(per_epoch, dtype=tf.int64), order))
+
+    ds = tf.data.Dataset.range(start // per_epoch, 2**62).flat_map(epoch_batches).skip(start % per_epoch)
+    return ds.map(lambda b, idx: fetch(idx, b), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+
+
+def training_dataset(recipe: Recipe, model, *, seed: int = 0, start: int = 0, text: TextData | None = None):
+    """The batches ``model`` trains on, endless, from batch ``start``; batch b depends only on (seed, b).
+
+    Images come in the model's ``value_range`` (with labels for a conditional GAN;
+    Bernoulli-binarized with a fresh sample each time for the VAE); text as
+    ``(inputs, targets)`` windows of ``seq_len`` characters. A resumed run asks for
+    ``start = steps done`` and continues with exactly the batches it would have seen.
+    """
+    import tensorflow as tf
+
+    seed = check_int("seed", seed, minimum=0)
+    start = check_int("start", start, minimum=0)
+    if recipe.kind in LANGUAGE_MODELS:
         text = text or text_data(recipe)
-        ids = text.tokenizer.encode(text.train_text)
+        ids = tf.constant(text.tokenizer.encode(text.train_text).astype(np.int32))
         seq_len = int(recipe.data["seq_len"])
-        stride = recipe.data.get("stride")
-        ds = make_char_dataset(ids, seq_len, recipe.batch_size, stride=stride, shuffle=True, seed=seed)
-        return ds.repeat()
+        stride = int(recipe.data.get("stride") or seq_len)
+        count = (int(ids.shape[0]) - seq_len - 1) // stride + 1  # window starts, as make_char_dataset
+
+        def windows(idx, b):
+            chunk = tf.gather(ids, idx[:, None] * stride + tf.range(seq_len + 1, dtype=tf.int64)[None])
+            return chunk[:, :-1], chunk[:, 1:]
+
+        return _position_stream(count, recipe.batch_size, seed, start, windows)
+
     from aigc_tf.data import load_images
 
-    if recipe.data.get("binarize"):
-        from aigc_tf.vae import binarize
+    pairs = load_images(recipe.dataset, recipe.train_split, batch_size=10_000, with_labels=True, shuffle=False)
+    images, labels = (np.concatenate(parts) for parts in zip(*pairs.as_numpy_iterator()))
+    pixels = tf.constant(np.round(images * 255).astype(np.uint8))  # exact: the loader divides uint8 by 255
+    labels = tf.constant(labels.astype(np.int32))
+    low, high = (0.0, 1.0) if recipe.data.get("binarize") else tuple(model.value_range)
 
-        images = load_images(recipe.dataset, recipe.train_split, shuffle=True, seed=seed)
-        return binarize(images, seed=seed).batch(recipe.batch_size, drop_remainder=True).repeat()
-    ds = load_images(
-        recipe.dataset,
-        recipe.train_split,
-        batch_size=recipe.batch_size,
-        value_range=tuple(model.value_range),
-        with_labels=recipe.kind == "cgan",
-        seed=seed,
-        drop_remainder=True,
-    )
-    return ds.repeat()
+    def batch(idx, b):
+        x = tf.cast(tf.gather(pixels, idx), tf.float32) / 255.0
+        if recipe.data.get("binarize"):  # a fresh Bernoulli sample of every image, seeded by (seed, batch)
+            u = tf.random.stateless_uniform(tf.shape(x), seed=tf.stack([tf.cast(seed, tf.int64) + 1, b]))
+            return tf.cast(u < x, tf.float32)
+        x = x * (high - low) + low
+        return (x, tf.gather(labels, idx)) if recipe.kind == "cgan" else x
+
+    return _position_stream(len(images), recipe.batch_size, seed, start, batch)
 
 
 # --------------------------------------------------------------------------- #
@@ -223,13 +255,14 @@ def train_recipe(
     Steps already taken (the optimizer's iterations, e.g. after :func:`load_checkpoint`)
     count towards the budget and the data continue where they stopped, so a resumed
     run takes the same batches as an uninterrupted one. With ``steps_per_execution``
-    above 1 the step count is checked after each compiled call.
+    above 1, ``steps`` must be a multiple of it and epochs are rounded up to one.
 
     Args:
         recipe: the recipe (``steps_per_epoch``, schedule, budgets).
         model: a compiled model (see :meth:`Recipe.compile_model`; for a step budget, build
             its optimizer over :func:`step_schedule` to get the recipe's learning-rate curve).
-        dataset: repeated training batches (see :func:`training_dataset`).
+        dataset: endless training batches, or ``start -> batches from batch start`` (see
+            :func:`training_dataset`); a plain dataset is skipped past the steps already done.
         steps: total optimizer steps to reach.
         seconds: a wall-clock budget instead (default: the recipe's main budget); time
             already spent by a resumed run counts, and the learning rate follows the
@@ -244,9 +277,18 @@ def train_recipe(
     """
     steps = check_optional_int("steps", steps, minimum=1)
     every = check_int("checkpoint_every", checkpoint_every or recipe.steps_per_epoch, minimum=1)
+    # One compiled call runs `steps_per_execution` steps: budgets and epochs are counted in whole calls.
+    per_call = int(getattr(model, "steps_per_execution", 1) or 1)
+    if steps is not None and steps % per_call:
+        raise ValueError(
+            f"steps must be a multiple of the model's steps_per_execution ({per_call}), got {steps}; "
+            f"e.g. {-(-steps // per_call) * per_call}."
+        )
+    every = -(-every // per_call) * per_call
     if steps is None and seconds is None:
         seconds = recipe.seconds
     done = _iterations(model)
+    data = dataset(done) if callable(dataset) else (dataset.skip(done) if done else dataset)
     spent = 0.0
     if checkpoint_dir is not None and (Path(checkpoint_dir) / PROGRESS).exists():
         spent = float(json.loads((Path(checkpoint_dir) / PROGRESS).read_text()).get("seconds", 0.0))
@@ -255,7 +297,7 @@ def train_recipe(
     epochs = 10**6 if steps is None else -(-(steps - done) // every)
     budget = _Budget(recipe, steps=steps, seconds=seconds, spent=spent, checkpoint_dir=checkpoint_dir)
     history = model.fit(
-        dataset.skip(done) if done else dataset,
+        data,
         steps_per_epoch=every,
         epochs=epochs,
         verbose=verbose,
