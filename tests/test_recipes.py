@@ -1,0 +1,76 @@
+"""Recipes: one place for each experiment's setup per profile."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+from aigc_tf.recipes import KINDS, Recipe, get_recipe
+from aigc_tf.training import step_schedule
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("profile", ["smoke", "cpu", "gpu"])
+def test_every_recipe_is_complete(kind, profile):
+    r = get_recipe(kind, profile)
+    assert isinstance(r, Recipe) and r.kind == kind and r.profile == profile
+    assert r.batch_size >= 1 and r.seconds > 0 and r.steps_per_epoch >= 1
+    assert r.optimizer["name"] in ("adam", "adamw") and r.optimizer["learning_rate"] > 0
+    assert isinstance(r.build_optimizer(), keras.optimizers.Optimizer)
+
+
+def test_profiles_change_sizes_not_the_model():
+    smoke, gpu = get_recipe("gpt", "smoke"), get_recipe("gpt", "gpu")
+    assert set(smoke.model) == set(gpu.model)
+    assert smoke.model["embed_dim"] < gpu.model["embed_dim"]
+
+
+def test_the_active_profile_is_the_default(monkeypatch):
+    monkeypatch.setenv("AIGC_PROFILE", "cpu")
+    assert get_recipe("vae").profile == "cpu"
+
+
+def test_overrides_merge_mappings_and_recipes_are_immutable():
+    r = get_recipe("dcgan", "cpu", model={"dropout": 0.3}, batch_size=128)
+    assert r.model["dropout"] == 0.3 and r.model["generator_filters"] == (64, 32) and r.batch_size == 128
+    assert get_recipe("dcgan", "cpu").model["dropout"] == 0.0  # the table itself is unchanged
+    with pytest.raises(TypeError):
+        r.model["dropout"] = 0.5
+    with pytest.raises(ValueError, match=r"unknown recipe fields \['colour'\]"):
+        get_recipe("dcgan", "cpu", colour="red")
+    with pytest.raises(ValueError, match=r"kind must be one of 'dcgan'"):
+        get_recipe("diffusion-xl")
+    with pytest.raises(ValueError, match="purpose must be one of"):
+        r.budget("forever")
+
+
+def test_adamw_leaves_norms_and_biases_undecayed():
+    opt = get_recipe("gpt", "cpu").build_optimizer()
+    assert isinstance(opt, keras.optimizers.AdamW) and opt.weight_decay == pytest.approx(0.1)
+    assert opt.global_clipnorm == 1.0
+
+
+def test_the_conditional_recipes_add_their_label_counts():
+    assert get_recipe("cgan", "cpu").model["num_classes"] == 10
+    assert get_recipe("clustered-gan", "cpu").model["num_clusters"] == 50
+
+
+def test_step_schedule_is_the_time_budget_cosine():
+    """The step-budget schedule equals TimeBudget's curve at the same fraction of the budget."""
+    from aigc_tf.callbacks import TimeBudget
+
+    r = get_recipe("vae", "cpu")
+    schedule = step_schedule(r, 1000)
+    budget = TimeBudget(1000.0, peak_lr=r.schedule["peak_lr"], final_fraction=r.schedule["final_fraction"])
+    for step in (0, 250, 500, 999, 1000):
+        assert float(schedule(step)) == pytest.approx(budget.learning_rate(step / 1000), rel=1e-6)
+    assert step_schedule(get_recipe("dcgan", "cpu"), 100) is None  # a constant learning rate
+
+
+def test_as_dict_is_plain_json():
+    import json
+
+    d = get_recipe("gpt", "smoke").as_dict()
+    assert json.loads(json.dumps(d)) == d and d["model"]["num_layers"] == 2
+    assert np.isclose(d["optimizer"]["weight_decay"], 0.1)
