@@ -28,6 +28,7 @@ __all__ = [
     "batch_rows",
     "check_first_batch",
     "check_image_batch",
+    "check_image_dataset",
     "check_static_shape",
     "images_of",
     "materialise_images",
@@ -209,3 +210,39 @@ def materialise_images(images: Any, image_shape: tuple[int, int, int], name: str
             raise ValueError(f"{name}: the dataset is empty.")
         images = np.concatenate(batches)
     return check_image_batch(name, images, image_shape)
+
+
+def check_image_dataset(
+    name: str,
+    dataset: Any,
+    image_shape: tuple[int, int, int],
+    value_range: tuple[float, float],
+    checked: weakref.WeakSet,
+    check_element: Callable | None = None,
+) -> None:
+    """Check a dataset of image batches (or of ``(images, labels, ...)`` tuples) before training.
+
+    The element spec is checked at once (the image shape); the first batch is read
+    once per dataset object (:func:`check_first_batch`) for the pixel range, and
+    passed to ``check_element`` for anything else (labels, say).
+
+    Raises:
+        TypeError: if ``dataset`` is not a ``tf.data.Dataset``.
+        ValueError: for a wrong image shape or pixels outside ``value_range``.
+    """
+    if not isinstance(dataset, tf.data.Dataset):
+        raise TypeError(f"{name} must be a tf.data.Dataset, got {type(dataset).__name__}.")
+    spec = dataset.element_spec
+    image_spec = spec[0] if isinstance(spec, (tuple, list)) else spec
+    if not isinstance(image_spec, tf.TensorSpec) or image_spec.shape.rank not in (3, 4):
+        raise ValueError(f"{name}: expected images shaped {tuple(image_shape)} (or (images, labels)), got {spec}.")
+    if tuple(image_spec.shape[-3:]) != tuple(image_shape):
+        raise ValueError(_shape_message(name, image_shape, tuple(image_spec.shape)))
+
+    def check(element) -> None:
+        images = np.asarray(images_of(element))
+        check_image_batch(name, images.reshape(-1, *image_shape), image_shape, value_range)
+        if check_element is not None:
+            check_element(element)
+
+    check_first_batch(dataset, checked, check)
