@@ -33,8 +33,9 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
             makes repeated runs bit-identical; on a GPU some ops get slower,
             and Keras then stops choosing XLA automatically (``jit_compile="auto"``).
     """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}.")
+    from aigc_tf.validation import check_int
+
+    seed = check_int("seed", seed, minimum=0)
     import keras
     import numpy as np
 
@@ -50,9 +51,9 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
 
 # Importing the model modules registers their classes with Keras, so that
 # `keras.models.load_model("x.keras")` works after a plain `import aigc_tf`.
-from aigc_tf.config import _import_tensorflow  # noqa: E402
+from aigc_tf.config import import_tensorflow  # noqa: E402
 
-_import_tensorflow()  # first, so TensorFlow's start-up chatter stays quiet
+import_tensorflow()  # first, so TensorFlow's start-up chatter stays quiet
 from aigc_tf import gan, rnn, text, transformer, vae  # noqa: E402,F401
 
 __all__ = ["REPO_URL", "__version__", "set_seed"]

@@ -27,7 +27,7 @@ PROFILE_ENV = "AIGC_PROFILE"
 T = TypeVar("T")
 
 
-def _import_tensorflow():
+def import_tensorflow():
     """Import TensorFlow; with TF_CPP_MIN_LOG_LEVEL=3 also hush its start-up chatter.
 
     A few CUDA-probing lines are written to the process's stderr before
@@ -53,9 +53,22 @@ def _import_tensorflow():
     return tf
 
 
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def env_flag(name: str) -> bool:
+    """True when the environment variable ``name`` is set to 1, true, yes or on."""
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def is_offline() -> bool:
+    """True when ``AIGC_OFFLINE`` or ``CI`` asks for offline work: shipped data, no downloads."""
+    return env_flag("AIGC_OFFLINE") or env_flag("CI")
+
+
 def gpu_names() -> list[str]:
     """Names of the GPUs TensorFlow can see (empty list on a CPU-only machine)."""
-    tf = _import_tensorflow()
+    tf = import_tensorflow()
 
     return [d.name for d in tf.config.list_physical_devices("GPU")]
 
@@ -100,7 +113,7 @@ def pick(*, smoke: T, cpu: T, gpu: T, profile: str | None = None) -> T:
 
 def describe() -> dict[str, Any]:
     """Profile, hardware and library versions, for the top of every notebook."""
-    tf = _import_tensorflow()
+    tf = import_tensorflow()
     import keras
 
     try:

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from aigc_tf.config import is_offline
 from aigc_tf.validation import check_optional_int, check_value_range
 
 #: The repository's ``data/`` folder (a TFDS data_dir).
@@ -46,17 +47,6 @@ _DOWNLOAD_HOSTS = {
 # Versions of the shipped copies: read by version so a newer TFDS (whose
 # default version may move on) still finds them.
 SHIPPED_VERSIONS = {"mnist": "3.0.1", "fashion_mnist": "3.0.1", "tiny_shakespeare": "1.0.0"}
-
-_TRUE = {"1", "true", "yes", "on"}
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in _TRUE
-
-
-def is_offline() -> bool:
-    """True when ``AIGC_OFFLINE`` or ``CI`` asks for the shipped data only."""
-    return _env_flag("AIGC_OFFLINE") or _env_flag("CI")
 
 
 def _host_reachable(host: str, timeout: float = 2.0) -> bool:

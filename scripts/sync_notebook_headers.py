@@ -33,7 +33,9 @@ FOOTER_TAG = "aigc-footer"
 SETUP_SOURCE = """\
 # Setup: make `aigc_tf` importable here, in Colab, or after `pip install -e .`
 REPO_URL = "{repo_url}"
-import importlib.util, subprocess, sys
+import importlib.util
+import subprocess
+import sys
 from pathlib import Path
 
 if importlib.util.find_spec("aigc_tf") is None:

@@ -81,7 +81,7 @@ def write_results(rows: list[dict]) -> None:
     """Replace (or append) this script's section of RESULTS.md, leaving the others alone."""
     machine = f"{os.cpu_count()} CPU cores, no GPU, {platform.machine()}"
     lines = [
-        f"{SECTION} ({datetime.date.today()}, TF {aigc_tf.config._import_tensorflow().__version__}, "
+        f"{SECTION} ({datetime.date.today()}, TF {aigc_tf.config.import_tensorflow().__version__}, "
         f"Keras {keras.__version__})",
         "",
         "Feature extractors for the classifier FID/KID in `aigc_tf.metrics` "

@@ -24,9 +24,16 @@ def test_default_profile_follows_the_hardware(monkeypatch, gpus, expected):
     assert config.get_profile() == expected
 
 
-def test_default_profile_on_this_machine(monkeypatch):
-    monkeypatch.delenv("AIGC_PROFILE", raising=False)
-    assert config.get_profile() == ("gpu" if config.gpu_names() else "cpu")
+@pytest.mark.parametrize(
+    "env, expected",
+    [({}, False), ({"AIGC_OFFLINE": "1"}, True), ({"CI": "true"}, True), ({"AIGC_OFFLINE": "no"}, False)],
+)
+def test_offline_flag(monkeypatch, env, expected):
+    monkeypatch.delenv("AIGC_OFFLINE", raising=False)
+    monkeypatch.delenv("CI", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    assert config.is_offline() is expected
 
 
 def test_pick_returns_the_value_of_the_profile(monkeypatch):

@@ -15,8 +15,15 @@ sync_headers = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sync_headers)
 
 
-def test_there_are_notebooks():
-    assert (ROOT / "notebooks" / "00_setup_and_overview.ipynb") in NOTEBOOKS
+def test_the_course_map_links_every_chapter():
+    """Notebook 00's course map links each chapter notebook, and each link resolves."""
+    overview = nbformat.read(ROOT / "notebooks" / "00_setup_and_overview.ipynb", as_version=4)
+    text = "".join(c.source for c in overview.cells if c.cell_type == "markdown")
+    linked = set(re.findall(r"\]\((\d\d_[\w]+\.ipynb)\)", text)) - {"00_setup_and_overview.ipynb"}
+    chapters = {p.name for p in NOTEBOOKS if not p.name.startswith("00_")}
+    assert chapters and linked == chapters, (
+        f"missing from the map: {chapters - linked}; dead links: {linked - chapters}"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)

@@ -1,15 +1,9 @@
 """set_seed makes runs repeatable (checked in fresh interpreters: op determinism is global)."""
 
-import json
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from subprocess_utils import run_python_json
 
 import aigc_tf
-
-ROOT = Path(__file__).resolve().parents[1]
 
 RUN = r"""
 import json, random, sys
@@ -37,20 +31,14 @@ print(json.dumps(out))
 """
 
 
-def run(seed: int) -> dict:
-    proc = subprocess.run([sys.executable, "-c", RUN, str(seed)], capture_output=True, text=True, cwd=ROOT, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
 def test_same_seed_same_run_different_seed_different_run():
-    first, second, other = run(7), run(7), run(8)
-    assert first == second  # bit-identical, training included
-    for key in first:
-        assert first[key] != other[key], key
+    first, second, other = (run_python_json(RUN, str(seed)) for seed in (7, 7, 8))
+    for key in first:  # bit-identical, training included
+        assert first[key] == second[key], f"{key}: {first[key]} vs {second[key]} with the same seed"
+        assert first[key] != other[key], f"{key}: seeds 7 and 8 gave the same {first[key]}"
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, "3", True, None])
-def test_bad_seed_is_rejected(bad):
-    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+@pytest.mark.parametrize("bad, error", [(-1, ValueError), (1.5, TypeError), ("3", TypeError), (True, TypeError)])
+def test_bad_seed_is_rejected(bad, error):
+    with pytest.raises(error, match="seed must be"):
         aigc_tf.set_seed(bad)
