@@ -50,6 +50,8 @@ class Recipe:
         compile: extra ``compile`` arguments (``jit_compile``, ``steps_per_execution``).
         data: data-pipeline settings (``seq_len``, ``stride``, ``val_chars``, ``binarize``).
         evaluation: evaluation sizes (``num_samples``, ``test_split``, ``num_importance_samples``).
+        benchmark: the benchmark scripts' sizes (``throughput_steps``, ``rounds``, ``num_samples``,
+            ``trial_steps``): they time and score what the chapter trains.
     """
 
     kind: str
@@ -65,9 +67,10 @@ class Recipe:
     compile: Mapping[str, Any] = field(default_factory=dict)
     data: Mapping[str, Any] = field(default_factory=dict)
     evaluation: Mapping[str, Any] = field(default_factory=dict)
+    benchmark: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for name in ("model", "optimizer", "budgets", "schedule", "compile", "data", "evaluation"):
+        for name in ("model", "optimizer", "budgets", "schedule", "compile", "data", "evaluation", "benchmark"):
             object.__setattr__(self, name, MappingProxyType(dict(getattr(self, name))))
 
     @property
@@ -202,6 +205,7 @@ _GAN = {
         steps_per_epoch=10,
         budgets=dict(main=6, short=4, benchmark=20),
         evaluation=dict(num_samples=500, test_split="test[:1000]"),
+        benchmark=dict(throughput_steps=20, rounds=2, num_samples=1000, trial_steps=30, trial_samples=500),
     ),
     "cpu": dict(
         model=_GAN_CPU,
@@ -210,6 +214,7 @@ _GAN = {
         steps_per_epoch=100,
         budgets=dict(main=210, short=120, benchmark=8 * 60),
         evaluation=dict(num_samples=10_000, test_split="test"),
+        benchmark=dict(throughput_steps=60, rounds=5, num_samples=10_000, trial_steps=3000, trial_samples=5000),
     ),
     "gpu": dict(
         model=dict(latent_dim=128, generator_filters=(256, 128), discriminator_filters=(64, 128), dropout=0.3),
@@ -218,6 +223,7 @@ _GAN = {
         steps_per_epoch=200,
         budgets=dict(main=12 * 60, short=5 * 60, benchmark=5 * 60),
         evaluation=dict(num_samples=10_000, test_split="test"),
+        benchmark=dict(throughput_steps=400, rounds=5, num_samples=10_000, trial_steps=3000, trial_samples=5000),
     ),
 }
 

@@ -41,65 +41,35 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import os
-import platform
-import sys
 import time
-from pathlib import Path
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("AIGC_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import keras
+import numpy as np
+import tensorflow as tf
+from _harness import add_common_arguments, row, time_interleaved, write_rows
+from keras import ops
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import ops  # noqa: E402
-
-from aigc_tf.callbacks import TimeBudget  # noqa: E402
-from aigc_tf.config import get_profile, pick  # noqa: E402
-from aigc_tf.data import load_images  # noqa: E402
-from aigc_tf.gan import DCGAN, ClusteredGAN, ConditionalGAN, make_discriminator, make_generator  # noqa: E402
-from aigc_tf.metrics import classifier_outputs, evaluate_samples  # noqa: E402
-
-HEADER = "| benchmark | machine | profile | time | metric |\n|---|---|---|---|---|\n"
-RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
+from aigc_tf.callbacks import TimeBudget
+from aigc_tf.config import get_profile
+from aigc_tf.data import load_images
+from aigc_tf.gan import DCGAN, make_discriminator, make_generator
+from aigc_tf.metrics import classifier_outputs, evaluate_samples
+from aigc_tf.recipes import Recipe, get_recipe
 
 #: How aigc_tf trains (quality run, notebook): XLA, and several steps per call
 #: into TensorFlow so the Python loop's per-step overhead is paid less often.
 FAST_COMPILE = dict(jit_compile=True, steps_per_execution=20)
 
 
-def machine() -> str:
-    gpus = tf.config.list_physical_devices("GPU")
-    return f"{os.cpu_count()} CPU cores{', ' + str(len(gpus)) + ' GPU' if gpus else ', no GPU'}, {platform.machine()}"
-
-
-def row(benchmark: str, profile: str, seconds: float, metric: str) -> str:
-    return f"| {benchmark} | {machine()} | {profile} | {seconds:.1f} s | {metric} |\n"
-
-
-def adam(learning_rate: float) -> keras.optimizers.Adam:
-    """One player's optimizer: Adam with beta_1 = 0.5, as in DCGAN."""
-    return keras.optimizers.Adam(learning_rate, beta_1=0.5)
-
-
-def model_size(profile: str) -> dict:
-    """The DCGAN trained at each profile (the throughput run times exactly this)."""
-    return pick(
-        # Half the default channels on a CPU: ~4x less work per image, so ~4x more
-        # steps in the budget, which matters more for a GAN than the width here.
-        smoke=dict(latent_dim=128, generator_filters=(64, 32), discriminator_filters=(32, 64)),
-        cpu=dict(latent_dim=128, generator_filters=(64, 32), discriminator_filters=(32, 64)),
-        gpu=dict(latent_dim=128, generator_filters=(256, 128), discriminator_filters=(64, 128)),
-        profile=profile,
-    )
-
-
 def describe(size: dict) -> str:
     g = "-".join(map(str, size["generator_filters"]))
     d = "-".join(map(str, size["discriminator_filters"]))
     return f"G {g}, D {d}, latent {size['latent_dim']}"
+
+
+def adam(learning_rate: float) -> keras.optimizers.Adam:
+    """One player's optimizer at a given learning rate: Adam with beta_1 = 0.5, as in DCGAN (the trials)."""
+    return keras.optimizers.Adam(learning_rate, beta_1=0.5)
 
 
 # --------------------------------------------------------------------------- #
@@ -154,9 +124,10 @@ class PlainGAN(keras.Model):
         return {"d_loss": self.d_loss_tracker.result(), "g_loss": self.g_loss_tracker.result()}
 
 
-def plain_gan(latent_dim: int, generator_filters, discriminator_filters) -> PlainGAN:
+def plain_gan(latent_dim: int, generator_filters, discriminator_filters, dropout: float) -> PlainGAN:
+    """The guide's GAN around the package's own networks: the same architecture by construction."""
     return PlainGAN(
-        make_discriminator((28, 28, 1), discriminator_filters),
+        make_discriminator((28, 28, 1), discriminator_filters, dropout),
         make_generator(latent_dim, (28, 28, 1), generator_filters),
         latent_dim,
     )
@@ -167,11 +138,10 @@ def plain_gan(latent_dim: int, generator_filters, discriminator_filters) -> Plai
 # --------------------------------------------------------------------------- #
 
 
-def bench_throughput(profile: str, batch: int = 128) -> list[str]:
-    """Images/s of the train step, aigc_tf DCGAN vs the plain Keras GAN."""
-    steps = pick(smoke=20, cpu=60, gpu=400, profile=profile)
-    repeats = pick(smoke=2, cpu=5, gpu=5, profile=profile)
-    size = model_size(profile)
+def bench_throughput(recipe: Recipe, batch: int = 128) -> list[str]:
+    """Images/s of the train step, aigc_tf DCGAN vs the plain Keras GAN (the recipe's networks and optimizer)."""
+    steps, rounds = recipe.benchmark["throughput_steps"], recipe.benchmark["rounds"]
+    size = dict(recipe.model)
     rng = np.random.default_rng(0)
     x = np.where(rng.random((steps * batch, 28, 28, 1)) < 0.13, 1.0, -1.0).astype("float32")  # MNIST-like ink
     data = tf.data.Dataset.from_tensor_slices(x).batch(batch, drop_remainder=True).cache()
@@ -181,10 +151,11 @@ def bench_throughput(profile: str, batch: int = 128) -> list[str]:
         keras.utils.set_random_seed(0)
         if kind == "aigc_tf":
             model = DCGAN(**size, seed=0)
-            model.compile(d_optimizer=adam(2e-4), g_optimizer=adam(2e-4), **flags)
+            model.compile(d_optimizer=recipe.build_optimizer(), g_optimizer=recipe.build_optimizer(), **flags)
         else:
             model = plain_gan(**size)
-            model.compile(adam(2e-4), adam(2e-4), keras.losses.BinaryCrossentropy(from_logits=True), **flags)
+            loss = keras.losses.BinaryCrossentropy(from_logits=True)
+            model.compile(recipe.build_optimizer(), recipe.build_optimizer(), loss, **flags)
         model.fit(data.take(20), epochs=1, verbose=0)  # trace/compile outside the timing
         return model
 
@@ -195,37 +166,34 @@ def bench_throughput(profile: str, batch: int = 128) -> list[str]:
         "plain Keras GAN, FAST_COMPILE": ("plain", FAST_COMPILE),
     }
     models = {name: make(*cfg) for name, cfg in configs.items()}
-    times: dict[str, list[float]] = {name: [] for name in configs}
-    cpu_times: dict[str, list[float]] = {name: [] for name in configs}
-    for _ in range(repeats):  # interleaved, best of `repeats`: on a shared machine
-        for name, model in models.items():  # the fastest run is the least disturbed
-            start, cpu_start = time.perf_counter(), time.process_time()
-            model.fit(data, epochs=1, verbose=0)
-            times[name].append(time.perf_counter() - start)
-            cpu_times[name].append(time.process_time() - cpu_start)
-    rate = {name: steps * batch / min(t) for name, t in times.items()}
+    timings = time_interleaved(
+        {name: (lambda m=m: m.fit(data, epochs=1, verbose=0)) for name, m in models.items()}, rounds
+    )
+    rate = {name: steps * batch / t.best for name, t in timings.items()}
     # CPU seconds used by the process: insensitive to waiting for a core a
     # neighbour holds, so it compares the models' work on a busy machine.
-    cpu_rate = {name: steps * batch / min(t) for name, t in cpu_times.items()}
-    for name in configs:
+    cpu_ms = {name: 1000 * t.best_cpu / steps for name, t in timings.items()}
+    for name, t in timings.items():
         print(
-            f"  {name:36s} {rate[name]:8,.0f} images/s  {cpu_rate[name]:8,.0f} images/CPU-s  "
-            f"(wall: {', '.join(f'{t:.2f}' for t in times[name])} s)"
+            f"  {name:36s} {rate[name]:8,.0f} images/s  {cpu_ms[name]:6.1f} CPU-ms/step  "
+            f"(wall: {', '.join(f'{w:.2f}' for w in t.wall)} s)"
         )
-    total = sum(sum(t) for t in times.values())
+    total = sum(sum(t.wall) for t in timings.values())
     ours, base = rate["aigc_tf DCGAN, FAST_COMPILE"], rate["plain Keras GAN, default compile"]
     same_fast = ours / rate["plain Keras GAN, FAST_COMPILE"]
     same_default = rate["aigc_tf DCGAN, default compile"] / base
-    cpu_ratio = cpu_rate["aigc_tf DCGAN, FAST_COMPILE"] / cpu_rate["plain Keras GAN, default compile"]
+    cpu_ratio = cpu_ms["plain Keras GAN, default compile"] / cpu_ms["aigc_tf DCGAN, FAST_COMPILE"]
     return [
         row(
-            f"GAN train step ({describe(size)}, batch {batch}, {steps} steps, best of {repeats})",
-            profile,
+            f"GAN train step ({describe(size)}, D dropout {size['dropout']}, batch {batch}, {steps} steps, "
+            f"best of {rounds}, interleaved)",
+            recipe.profile,
             total,
-            f"aigc_tf (jit_compile=True, steps_per_execution=20) {ours:,.0f} img/s vs plain Keras GAN "
-            f"(default compile) {base:,.0f} img/s: **{ours / base:.2f}x** (target >= 1.3x); "
-            f"same flags on both: {same_fast:.2f}x (XLA + 20 steps/call), {same_default:.2f}x (default compile); "
-            f"images per CPU-second: {cpu_ratio:.2f}x",
+            f"aigc_tf (jit_compile=True, steps_per_execution=20) {ours:,.0f} img/s "
+            f"({cpu_ms['aigc_tf DCGAN, FAST_COMPILE']:.1f} CPU-ms/step) vs plain Keras GAN (default compile) "
+            f"{base:,.0f} img/s ({cpu_ms['plain Keras GAN, default compile']:.1f} CPU-ms/step): **{ours / base:.2f}x** "
+            f"(target >= 1.3x); same flags on both: {same_fast:.2f}x (XLA + 20 steps/call), {same_default:.2f}x "
+            f"(default compile); CPU time per step: {cpu_ratio:.2f}x",
         )
     ]
 
@@ -250,39 +218,22 @@ def _scores(s: dict) -> str:
     )
 
 
-def bench_quality(
-    profile: str,
-    num_samples: int | None = None,
-    budget: float | None = None,
-    batch: int | None = None,
-    learning_rate: float | None = None,
-    dropout: float | None = None,
-    final_lr_fraction: float = 1.0,
-    conditional: bool = False,
-    clustered: bool = False,
-    num_clusters: int = 50,
-    generator_filters: tuple[int, ...] | None = None,
-) -> list[str]:
+def bench_quality(recipe: Recipe, final_lr_fraction: float = 1.0) -> list[str]:
     """Time-budgeted DCGAN (or ConditionalGAN, or ClusteredGAN) on MNIST, scored with the shipped classifier.
 
-    The conditional model is asked for the ten digits in turn (``n / 10`` of each), and the
-    row also gives the share of samples the classifier reads as the requested digit. The
-    clustered model first runs k-means on the training pixels (timed); its row gives the
-    clusters' purity against the true labels, which the model never sees. ``generator_filters``
-    overrides the profile's generator width.
+    ``recipe`` (kind ``dcgan``, ``cgan`` or ``clustered-gan``) gives the networks, optimizer, batch,
+    budget (``budgets["benchmark"]``) and sample count. The conditional model is asked for the ten
+    digits in turn (``n / 10`` of each), and the row also gives the share of samples the classifier
+    reads as the requested digit. The clustered model first runs k-means on the training pixels
+    (timed); its row gives the clusters' purity against the true labels, which the model never sees.
     """
     keras.utils.set_random_seed(0)
-    size = model_size(profile)
-    if generator_filters:
-        size = {**size, "generator_filters": tuple(generator_filters)}
-    budget = budget or pick(smoke=20, cpu=8 * 60, gpu=5 * 60, profile=profile)  # seconds of training
-    # A short CPU budget: a higher learning rate and no dropout in D got furthest in 3,000-step trials
-    # (recognisable 60% vs 48% for the DCGAN defaults, lr 2e-4 and dropout 0.3; see RESULTS.md).
-    learning_rate = learning_rate or pick(smoke=5e-4, cpu=5e-4, gpu=2e-4, profile=profile)
-    dropout = pick(smoke=0.0, cpu=0.0, gpu=0.3, profile=profile) if dropout is None else dropout
-    n = num_samples or pick(smoke=1000, cpu=10_000, gpu=10_000, profile=profile)
-    test_split = pick(smoke="test[:1000]", cpu="test", gpu="test", profile=profile)
-    batch = batch or pick(smoke=64, cpu=64, gpu=128, profile=profile)
+    profile, size = recipe.profile, dict(recipe.model)
+    conditional, clustered = recipe.kind == "cgan", recipe.kind == "clustered-gan"
+    budget, batch = recipe.budget("benchmark"), recipe.batch_size
+    learning_rate, dropout = recipe.optimizer["learning_rate"], size["dropout"]
+    n, test_split = recipe.benchmark["num_samples"], recipe.evaluation["test_split"]
+    num_clusters = size.get("num_clusters", 0)
 
     train = load_images(
         "mnist", "train", batch_size=batch, value_range=(-1, 1), seed=0, drop_remainder=True, with_labels=conditional
@@ -291,10 +242,8 @@ def bench_quality(
     floor_real = _images(f"train[:{len(test)}]")
 
     cluster_note, kmeans_seconds = "", 0.0
-    if conditional:
-        model = ConditionalGAN(10, **size, dropout=dropout, seed=0)
-    elif clustered:
-        model = ClusteredGAN(num_clusters, **size, dropout=dropout, seed=0)
+    model = recipe.build_model(seed=0)
+    if clustered:
         start = time.perf_counter()
         model.fit_clusters(train)
         kmeans_seconds = time.perf_counter() - start
@@ -307,9 +256,7 @@ def bench_quality(
             f"{100 * purity:.1f}% against the unused labels); "
         )
         print(f"  {cluster_note}")
-    else:
-        model = DCGAN(**size, dropout=dropout, seed=0)
-    model.compile(d_optimizer=adam(learning_rate), g_optimizer=adam(learning_rate))  # default compile: no XLA on a CPU
+    recipe.compile_model(model)  # default compile: XLA makes this step slower on a CPU
     # Constant learning rates, as in DCGAN, unless final_lr_fraction < 1 asks for a cosine down to that fraction.
     decay = final_lr_fraction < 1.0
     budget_cb = TimeBudget(
@@ -324,20 +271,20 @@ def bench_quality(
 
     start = time.perf_counter()
     requested = np.arange(n) % 10
-    what = requested if conditional else n  # ClusteredGAN.generate(n) draws the clusters by their shares
-    samples = model.generate(what, seed=0)
-    gen = evaluate_samples(samples, test, "mnist", value_range=(-1, 1))
-    raw = evaluate_samples(model.generate(what, seed=0, average=False), test, "mnist", value_range=(-1, 1))
+    labels = requested if conditional else None  # ClusteredGAN draws the clusters by their shares
+    samples = model.generate(n, seed=0, labels=labels)  # samples carry their range, (-1, 1)
+    gen = evaluate_samples(samples, test, "mnist")
+    raw = evaluate_samples(model.generate(n, seed=0, labels=labels, average=False), test, "mnist")
     # Discriminator rejection sampling from the averaged generator (bound: D's 95th percentile).
     drs_start = time.perf_counter()
-    drs_samples = model.generate_rejection(what, seed=0)
+    drs_samples = model.generate_rejection(n, seed=0, labels=labels)
     drs_seconds = time.perf_counter() - drs_start
-    drs = evaluate_samples(drs_samples, test, "mnist", value_range=(-1, 1))
+    drs = evaluate_samples(drs_samples, test, "mnist")
     as_requested = ""
     if conditional:
-        _, probs = classifier_outputs(samples, "mnist", value_range=(-1, 1))
+        _, probs = classifier_outputs(samples, "mnist")
         as_requested = f"classified as the requested digit {100 * np.mean(probs.argmax(1) == requested):.1f}%; "
-    floor = evaluate_samples(floor_real, test, "mnist", value_range=(0, 1))
+    floor = evaluate_samples(floor_real, test, "mnist")  # plain [0, 1] arrays
     eval_seconds = time.perf_counter() - start
     print(
         f"  averaged G: {_scores(gen)}\n  raw G:      {_scores(raw)}\n"
@@ -345,24 +292,21 @@ def bench_quality(
         f"  evaluation: {eval_seconds:.0f} s"
     )
 
-    target = pick(
-        smoke="smoke run, no target",
-        cpu="target: recognisable >= 90%, 10/10 classes",
-        gpu="target: recognisable >= 90%, 10/10 classes",
-        profile=profile,
-    )
+    target = "smoke run, no target" if profile == "smoke" else "target: recognisable >= 90%, 10/10 classes"
+    decay_note = f" with a cosine to {final_lr_fraction:g}x over the budget" if final_lr_fraction < 1 else ""
     kind = "ConditionalGAN" if conditional else f"ClusteredGAN ({num_clusters} clusters)" if clustered else "DCGAN"
     return [
         row(
-            f"{kind} quality, MNIST ({describe(size)}, D dropout {dropout}, Adam {learning_rate:g}"
-            f"{f' with a cosine to {final_lr_fraction:g}x over the budget' if final_lr_fraction < 1 else ''}; {steps} steps = {epochs} epochs of batch {batch} on the "
-            f"23,797-image offline train set; {n:,} samples vs {len(test):,} test images, shipped MNIST classifier)",
+            f"{kind} quality, MNIST ({describe(size)}, D dropout {dropout}, Adam {learning_rate:g}{decay_note}; "
+            f"{steps} steps = {epochs} epochs of batch {batch} on the 23,797-image offline train set; "
+            f"{n:,} samples vs {len(test):,} test images, shipped MNIST classifier)",
             profile,
             train_seconds,
-            f"{cluster_note}{as_requested}averaged generator (EMA {model.ema_decay}): {_scores(gen)} ({target}); raw generator: "
-            f"classifier FID {raw['classifier_fid']:.2f}, recognisable {100 * raw['recognisable_rate']:.1f}%, "
-            f"{raw['coverage']['classes_present']}/10 classes; averaged generator with discriminator rejection sampling "
-            f"(bound at D's 95th percentile, {drs_seconds:.0f} s for {n:,}): {_scores(drs)}; floor, {len(floor_real):,} real train images vs test: "
+            f"{cluster_note}{as_requested}averaged generator (EMA {model.ema_decay}): {_scores(gen)} ({target}); "
+            f"raw generator: classifier FID {raw['classifier_fid']:.2f}, "
+            f"recognisable {100 * raw['recognisable_rate']:.1f}%, {raw['coverage']['classes_present']}/10 classes; "
+            f"averaged generator with discriminator rejection sampling (bound at D's 95th percentile, "
+            f"{drs_seconds:.0f} s for {n:,}): {_scores(drs)}; floor, {len(floor_real):,} real train images vs test: "
             f"classifier FID {floor['classifier_fid']:.2f}, KID {floor['classifier_kid']:.4f}, "
             f"recognisable {100 * floor['recognisable_rate']:.1f}%; eval {eval_seconds:.0f} s",
         )
@@ -381,29 +325,27 @@ TRIALS = [
 ]
 
 
-def bench_trials(profile: str, steps: int | None = None) -> list[str]:
+def bench_trials(recipe: Recipe) -> list[str]:
     """Training recipes for the cpu-profile DCGAN compared at a fixed number of steps (default compile)."""
-    steps = steps or pick(smoke=30, cpu=3000, gpu=3000, profile=profile)
-    n = pick(smoke=500, cpu=5000, gpu=5000, profile=profile)
+    steps, n, profile = recipe.benchmark["trial_steps"], recipe.benchmark["trial_samples"], recipe.profile
     test = _images(f"test[:{n}]")
-    size = model_size(profile)
     rows = []
     for name, dropout, (lr_d, lr_g), d_filters in TRIALS:
         keras.utils.set_random_seed(0)
         train = load_images("mnist", "train", batch_size=64, value_range=(-1, 1), seed=0, drop_remainder=True).repeat()
-        model = DCGAN(**{**size, "discriminator_filters": d_filters}, dropout=dropout, seed=0)
+        size = {**recipe.model, "discriminator_filters": d_filters, "dropout": dropout}
+        model = DCGAN(**size, seed=0)
         model.compile(d_optimizer=adam(lr_d), g_optimizer=adam(lr_g))
         start = time.perf_counter()
         model.fit(train, steps_per_epoch=steps // 3, epochs=3, verbose=0)
         seconds = time.perf_counter() - start
-        avg = evaluate_samples(model.generate(n, seed=0), test, "mnist", value_range=(-1, 1))
-        raw = evaluate_samples(model.generate(n, seed=0, average=False), test, "mnist", value_range=(-1, 1))
-        print(
-            f"  {name}: {seconds:.0f} s; averaged {_scores(avg)}; raw recognisable {100 * raw['recognisable_rate']:.1f}%"
-        )
+        avg = evaluate_samples(model.generate(n, seed=0), test, "mnist")
+        raw = evaluate_samples(model.generate(n, seed=0, average=False), test, "mnist")
+        raw_rate = 100 * raw["recognisable_rate"]
+        print(f"  {name}: {seconds:.0f} s; averaged {_scores(avg)}; raw recognisable {raw_rate:.1f}%")
         rows.append(
             row(
-                f"DCGAN recipe trial, {name} ({describe({**size, 'discriminator_filters': d_filters})}; "
+                f"DCGAN recipe trial, {name} ({describe(size)}; "
                 f"{int(model.g_optimizer.iterations)} steps of batch 64; {n:,} samples vs {n:,} test images)",
                 profile,
                 seconds,
@@ -415,22 +357,36 @@ def bench_trials(profile: str, steps: int | None = None) -> list[str]:
     return rows
 
 
+def quality_recipe(args: argparse.Namespace, profile: str) -> Recipe:
+    """The chapter's recipe of the model asked for, with the command line's overrides."""
+    kind = "cgan" if args.conditional else "clustered-gan" if args.clustered else "dcgan"
+    overrides: dict = {"model": {}, "benchmark": {}}
+    if args.generator_filters:
+        overrides["model"]["generator_filters"] = args.generator_filters
+    if args.dropout is not None:
+        overrides["model"]["dropout"] = args.dropout
+    if args.lr:
+        overrides["optimizer"] = {"learning_rate": args.lr}
+    if args.batch:
+        overrides["batch_size"] = args.batch
+    if args.budget:
+        overrides["budgets"] = {"benchmark": args.budget}
+    if args.samples:
+        overrides["benchmark"]["num_samples"] = args.samples
+    return get_recipe(kind, profile, **overrides)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--throughput", action="store_true", help="train-step throughput vs a plain Keras GAN")
     parser.add_argument("--quality", action="store_true", help="time-budgeted MNIST training, classifier FID/KID etc.")
     parser.add_argument("--trials", action="store_true", help="training recipes compared at a fixed step count")
-    parser.add_argument("--profile", default=None, help="smoke | cpu | gpu (default: $AIGC_PROFILE or by hardware)")
-    parser.add_argument("--samples", type=int, default=None, help="generated images scored (default by profile)")
-    parser.add_argument("--budget", type=float, default=None, help="training seconds (default by profile: 20/480/300)")
-    parser.add_argument("--lr", type=float, default=None, help="quality run's Adam learning rate (default by profile)")
-    parser.add_argument("--dropout", type=float, default=None, help="quality run's D dropout (default by profile)")
+    parser.add_argument("--samples", type=int, default=None, help="generated images scored (default: the recipe's)")
+    parser.add_argument("--budget", type=float, default=None, help="training seconds (default: the recipe's)")
+    parser.add_argument("--lr", type=float, default=None, help="quality run's Adam learning rate")
+    parser.add_argument("--dropout", type=float, default=None, help="quality run's D dropout")
     parser.add_argument("--conditional", action="store_true", help="quality run: ConditionalGAN instead of DCGAN")
-    parser.add_argument(
-        "--clustered",
-        action="store_true",
-        help="quality run: ClusteredGAN (k-means clusters, no labels) instead of DCGAN",
-    )
+    parser.add_argument("--clustered", action="store_true", help="quality run: ClusteredGAN (k-means clusters)")
     parser.add_argument(
         "--final-lr-fraction",
         type=float,
@@ -441,13 +397,10 @@ def main(argv: list[str] | None = None) -> None:
         "--generator-filters",
         type=lambda s: tuple(int(f) for f in s.split(",")),
         default=None,
-        help="quality run's generator channels, e.g. 128,64 (default by profile)",
+        help="quality run's generator channels, e.g. 128,64",
     )
-    parser.add_argument(
-        "--batch", type=int, default=None, help="quality run's batch size (default by profile: 64/64/128)"
-    )
-    parser.add_argument("--results", type=Path, default=RESULTS, help="markdown file the rows are appended to")
-    parser.add_argument("--no-results", action="store_true", help="print the rows only")
+    parser.add_argument("--batch", type=int, default=None, help="quality run's batch size")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     profile = args.profile or get_profile()
     if not (args.throughput or args.quality or args.trials):
@@ -455,35 +408,12 @@ def main(argv: list[str] | None = None) -> None:
 
     rows: list[str] = []
     if args.throughput:
-        rows += bench_throughput(profile)
+        rows += bench_throughput(get_recipe("dcgan", profile))
     if args.trials:
-        rows += bench_trials(profile)
+        rows += bench_trials(get_recipe("dcgan", profile))
     if args.quality:
-        rows += bench_quality(
-            profile,
-            args.samples,
-            args.budget,
-            args.batch,
-            args.lr,
-            args.dropout,
-            args.final_lr_fraction,
-            args.conditional,
-            args.clustered,
-            generator_filters=args.generator_filters,
-        )
-    table = HEADER + "".join(rows)
-    print(table)
-    if not args.no_results:
-        new_file = not args.results.exists() or not args.results.read_text().strip()
-        with args.results.open("a") as f:
-            if new_file:
-                f.write("# Benchmark results\n\n")
-            load = os.getloadavg()[0]
-            f.write(
-                f"\n## bench_gan.py ({time.strftime('%Y-%m-%d')}, TF {tf.__version__}, Keras {keras.__version__}, "
-                f"1-min load average {load:.1f} at the end)\n\n"
-            )
-            f.write(table)
+        rows += bench_quality(quality_recipe(args, profile), args.final_lr_fraction)
+    write_rows("bench_gan.py", rows, args)
 
 
 if __name__ == "__main__":
