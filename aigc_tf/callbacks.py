@@ -13,6 +13,7 @@ import numpy as np
 
 from aigc_tf.images import to_unit_range
 from aigc_tf.plotting import tile_images
+from aigc_tf.validation import check_float, check_int
 
 
 class SampleGridCallback(keras.callbacks.Callback):
@@ -22,15 +23,15 @@ class SampleGridCallback(keras.callbacks.Callback):
     points: the GIF then shows how the model's mapping improves, not noise.
 
     Example:
-        >>> cb = SampleGridCallback(lambda m: m.generate(64, seed=0),
-        ...                         value_range=(-1, 1), gif_path="progress.gif")
+        >>> cb = SampleGridCallback(lambda m: m.generate(64, seed=0), gif_path="progress.gif")
         >>> model.fit(ds, epochs=10, callbacks=[cb])  # doctest: +SKIP
 
     Args:
         sample_fn: ``sample_fn(model)`` → images ``(n, h, w[, c])``.
         every: record a frame every ``every`` epochs (the first frame is
             taken before training, as epoch 0).
-        value_range: the range ``sample_fn`` returns pixels in.
+        value_range: the range ``sample_fn`` returns pixels in (default: the one
+            the images declare, as the models' :class:`~aigc_tf.images.Images` do, else [0, 1]).
         ncols: images per row in a frame.
         gif_path: if given, the GIF written at the end of training.
         frame_duration: seconds per GIF frame.
@@ -47,10 +48,8 @@ class SampleGridCallback(keras.callbacks.Callback):
         frame_duration: float = 0.5,
     ):
         super().__init__()
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every!r}.")
         self.sample_fn = sample_fn
-        self.every = every
+        self.every = check_int("every", every, minimum=1)
         self.value_range = value_range
         self.ncols = ncols
         self.gif_path = gif_path
@@ -100,8 +99,8 @@ class TimeBudget(keras.callbacks.Callback):
     way to compare models "at equal wall time". Pair it with
     ``fit(..., epochs=<large>, steps_per_epoch=<a round>)``.
 
-    Models with two optimizers (the GANs' ``d_optimizer`` and ``g_optimizer``)
-    get the schedule on both.
+    A model with several optimizers lists them in a ``training_optimizers()``
+    method (the GANs: D's and G's); each gets the schedule.
 
     At every epoch end it records ``seconds``, ``step`` (optimizer iterations)
     and the epoch logs in :attr:`log` (a dict of lists) and, with ``verbose``,
@@ -118,13 +117,9 @@ class TimeBudget(keras.callbacks.Callback):
         self, seconds: float, peak_lr: float | None = None, final_fraction: float = 0.05, verbose: bool = True
     ):
         super().__init__()
-        if not seconds > 0:
-            raise ValueError(f"seconds must be > 0, got {seconds!r}.")
-        if not 0.0 <= final_fraction <= 1.0:
-            raise ValueError(f"final_fraction must be in [0, 1], got {final_fraction!r}.")
-        self.seconds = float(seconds)
-        self.peak_lr = peak_lr
-        self.final_fraction = final_fraction
+        self.seconds = check_float("seconds", seconds, low=0.0, low_inclusive=False)
+        self.peak_lr = None if peak_lr is None else check_float("peak_lr", peak_lr, low=0.0, low_inclusive=False)
+        self.final_fraction = check_float("final_fraction", final_fraction, low=0.0, high=1.0)
         self.verbose = verbose
         self.log: dict[str, list[float]] = {}
         self.start: float | None = None
@@ -142,9 +137,9 @@ class TimeBudget(keras.callbacks.Callback):
         self.start = time.perf_counter()
 
     def optimizers(self) -> list:
-        """The model's optimizers: ``d_optimizer`` and ``g_optimizer`` when it has them, else ``optimizer``."""
-        pair = [getattr(self.model, name, None) for name in ("d_optimizer", "g_optimizer")]
-        return [o for o in pair if o is not None] or [self.model.optimizer]
+        """The model's ``training_optimizers()`` when it defines them, else its ``optimizer``."""
+        listed = getattr(self.model, "training_optimizers", None)
+        return list(listed()) if callable(listed) else [self.model.optimizer]
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.peak_lr is not None:
