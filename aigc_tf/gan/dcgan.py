@@ -276,44 +276,47 @@ class GAN(GenerationMixin, keras.Model):
 
     def train_step(self, data):
         real, labels = self._unpack(data)
-        batch = ops.shape(real)[0]
-        rows = batch_rows(real)  # (global batch size, this replica's first row)
-        global_batch = ops.cast(rows[0], "float32")
+        # Every op of the step waits for the batch's checks (the labels'), so a bad batch
+        # fails the step and changes nothing, the optimizers' step counts included.
+        with tf.control_dependencies([] if labels is None else [labels]):
+            batch = ops.shape(real)[0]
+            rows = batch_rows(real)  # (global batch size, this replica's first row)
+            global_batch = ops.cast(rows[0], "float32")
 
-        # 1. D step: the real batch (target 1) against fresh fakes (target 0). G runs
-        # in training mode (batch statistics, as in the G step) but statelessly: its
-        # BatchNorm moving averages are returned, not assigned, so this step changes
-        # no variable of G.
-        fake, _ = self.generator.stateless_call(
-            [v.value for v in self.generator.trainable_variables],
-            [v.value for v in self.generator.non_trainable_variables],
-            self._g_inputs(self._latents(batch, rows), labels),
-            training=True,
-        )
-        with tf.GradientTape() as tape:
-            real_logits = self.discriminator(self._d_inputs(real, labels), training=True)
-            fake_logits = self.discriminator(self._d_inputs(fake, labels), training=True)
-            d_loss = discriminator_loss(real_logits, fake_logits, self.label_smoothing)
-            # Replica gradients are summed: divide by the GLOBAL batch size.
-            d_scaled = self.d_optimizer.scale_loss(ops.sum(d_loss) / global_batch)
-        d_vars = self.discriminator.trainable_variables
-        self.d_optimizer.apply(_densified(tape.gradient(d_scaled, d_vars)), d_vars)
+            # 1. D step: the real batch (target 1) against fresh fakes (target 0). G runs
+            # in training mode (batch statistics, as in the G step) but statelessly: its
+            # BatchNorm moving averages are returned, not assigned, so this step changes
+            # no variable of G.
+            fake, _ = self.generator.stateless_call(
+                [v.value for v in self.generator.trainable_variables],
+                [v.value for v in self.generator.non_trainable_variables],
+                self._g_inputs(self._latents(batch, rows), labels),
+                training=True,
+            )
+            with tf.GradientTape() as tape:
+                real_logits = self.discriminator(self._d_inputs(real, labels), training=True)
+                fake_logits = self.discriminator(self._d_inputs(fake, labels), training=True)
+                d_loss = discriminator_loss(real_logits, fake_logits, self.label_smoothing)
+                # Replica gradients are summed: divide by the GLOBAL batch size.
+                d_scaled = self.d_optimizer.scale_loss(ops.sum(d_loss) / global_batch)
+            d_vars = self.discriminator.trainable_variables
+            self.d_optimizer.apply(_densified(tape.gradient(d_scaled, d_vars)), d_vars)
 
-        # 2. G step: new z, through the updated D; non-saturating loss BCE(1, D(G(z))).
-        # D runs in training mode (fresh dropout masks) but has no BatchNorm, so none
-        # of D's weights change here.
-        z = self._latents(batch, rows)
-        with tf.GradientTape() as tape:
-            fake = self.generator(self._g_inputs(z, labels), training=True)
-            g_loss = generator_loss(self.discriminator(self._d_inputs(fake, labels), training=True))
-            g_scaled = self.g_optimizer.scale_loss(ops.sum(g_loss) / global_batch)
-        g_vars = self.generator.trainable_variables
-        self.g_optimizer.apply(_densified(tape.gradient(g_scaled, g_vars)), g_vars)
+            # 2. G step: new z, through the updated D; non-saturating loss BCE(1, D(G(z))).
+            # D runs in training mode (fresh dropout masks) but has no BatchNorm, so none
+            # of D's weights change here.
+            z = self._latents(batch, rows)
+            with tf.GradientTape() as tape:
+                fake = self.generator(self._g_inputs(z, labels), training=True)
+                g_loss = generator_loss(self.discriminator(self._d_inputs(fake, labels), training=True))
+                g_scaled = self.g_optimizer.scale_loss(ops.sum(g_loss) / global_batch)
+            g_vars = self.generator.trainable_variables
+            self.g_optimizer.apply(_densified(tape.gradient(g_scaled, g_vars)), g_vars)
 
-        # 3. The averaged generator moves towards the new G.
-        if self.generator_average is not None:
-            self.generator_average.update(self.g_optimizer.iterations)
-        return self._update_trackers(d_loss, g_loss, real_logits, fake_logits)
+            # 3. The averaged generator moves towards the new G.
+            if self.generator_average is not None:
+                self.generator_average.update(self.g_optimizer.iterations)
+            return self._update_trackers(d_loss, g_loss, real_logits, fake_logits)
 
     def test_step(self, data):
         """The same quantities as ``train_step``, with no update and ``training=False``."""

@@ -173,19 +173,21 @@ class VAE(keras.Model):
 
     def train_step(self, data):
         x = self._checked_images(data)
-        rows = batch_rows(x)
-        with tf.GradientTape() as tape:
-            reconstruction, kl = self._elbo_terms(x, True, rows)
-            loss = reconstruction + self.beta * kl
-            # Average over the GLOBAL batch: replica gradients are summed across
-            # devices, so each replica divides by the global batch size. A plain
-            # mean would take num_replicas times too large a step.
-            scaled = ops.sum(loss) / ops.cast(rows[0], loss.dtype)
-            # Identity in float32; multiplies by the loss scale under mixed_float16.
-            scaled = self.optimizer.scale_loss(scaled)
-        grads = tape.gradient(scaled, self.trainable_variables)
-        self.optimizer.apply(grads, self.trainable_variables)
-        return self._update_trackers(reconstruction, kl, loss)
+        # Every op of the step waits for the pixel check: a bad batch changes nothing.
+        with tf.control_dependencies([x]):
+            rows = batch_rows(x)
+            with tf.GradientTape() as tape:
+                reconstruction, kl = self._elbo_terms(x, True, rows)
+                loss = reconstruction + self.beta * kl
+                # Average over the GLOBAL batch: replica gradients are summed across
+                # devices, so each replica divides by the global batch size. A plain
+                # mean would take num_replicas times too large a step.
+                scaled = ops.sum(loss) / ops.cast(rows[0], loss.dtype)
+                # Identity in float32; multiplies by the loss scale under mixed_float16.
+                scaled = self.optimizer.scale_loss(scaled)
+            grads = tape.gradient(scaled, self.trainable_variables)
+            self.optimizer.apply(grads, self.trainable_variables)
+            return self._update_trackers(reconstruction, kl, loss)
 
     def test_step(self, data):
         x = self._checked_images(data)
