@@ -245,18 +245,21 @@ _VAE = {
         steps_per_epoch=10,
         budgets=dict(main=3, short=1, benchmark=20),
         evaluation=dict(num_samples=500, num_importance_samples=10, test_split="test[:500]"),
+        benchmark=dict(throughput_steps=20, rounds=2, num_importance_samples=10),
     ),
     "cpu": dict(
         model=_VAE_SMALL,
         steps_per_epoch=100,
         budgets=dict(main=300, short=35, benchmark=9 * 60),
         evaluation=dict(num_samples=10_000, num_importance_samples=200, test_split="test"),
+        benchmark=dict(throughput_steps=60, rounds=5, num_importance_samples=100),
     ),
     "gpu": dict(
         model=dict(latent_dim=32, filters=(32, 64), dense_units=512),
         steps_per_epoch=200,
         budgets=dict(main=15 * 60, short=3 * 60, benchmark=5 * 60),
         evaluation=dict(num_samples=10_000, num_importance_samples=5000, test_split="test"),
+        benchmark=dict(throughput_steps=400, rounds=5, num_importance_samples=5000),
     ),
 }
 

@@ -29,10 +29,13 @@ __all__ = [
     "HEADER",
     "RESULTS",
     "Timing",
+    "StepComparison",
     "add_common_arguments",
     "append_results",
+    "compare_train_steps",
     "load",
     "machine",
+    "ratio_summary",
     "row",
     "time_interleaved",
     "write_rows",
@@ -124,3 +127,48 @@ def time_interleaved(contenders: dict[str, Callable[[], object]], rounds: int) -
             timings[name].wall.append(time.perf_counter() - start)
             timings[name].cpu.append(time.process_time() - cpu_start)
     return timings
+
+
+@dataclass
+class StepComparison:
+    """Throughput of several compiled models on the same batches (see :func:`compare_train_steps`)."""
+
+    rate: dict[str, float]  # examples per wall second, best round
+    cpu_ms: dict[str, float]  # process CPU milliseconds per step, best round
+    total_seconds: float  # wall time of all timed rounds
+    steps: int
+    rounds: int
+
+
+def compare_train_steps(
+    models: dict[str, object], data, *, steps: int, batch: int, rounds: int, warmup: int = 20
+) -> StepComparison:
+    """Train every model one epoch of ``data`` per round, interleaved; best round of each.
+
+    Each model is first fitted on ``warmup`` batches so tracing and compiling stay
+    out of the timing. All models see the same cached batches in the same process.
+    """
+    for model in models.values():
+        model.fit(data.take(warmup), epochs=1, verbose=0)
+    runs = {name: (lambda m=model: m.fit(data, epochs=1, verbose=0)) for name, model in models.items()}
+    timings = time_interleaved(runs, rounds)
+    rate = {name: steps * batch / t.best for name, t in timings.items()}
+    cpu_ms = {name: 1000 * t.best_cpu / steps for name, t in timings.items()}
+    for name, t in timings.items():
+        print(
+            f"  {name:36s} {rate[name]:8,.0f} examples/s  {cpu_ms[name]:6.1f} CPU-ms/step  "
+            f"(wall: {', '.join(f'{w:.2f}' for w in t.wall)} s)"
+        )
+    total = sum(sum(t.wall) for t in timings.values())
+    return StepComparison(rate, cpu_ms, total, steps, rounds)
+
+
+def ratio_summary(result: StepComparison, ours: str, base: str, same_flags: tuple[str, str], default: str) -> str:
+    """The metric text of a throughput row: our setup vs the baseline as written, and with equal flags."""
+    r, c = result.rate, result.cpu_ms
+    return (
+        f"{ours} {r[ours]:,.0f}/s ({c[ours]:.1f} CPU-ms/step) vs {base} {r[base]:,.0f}/s "
+        f"({c[base]:.1f} CPU-ms/step): **{r[ours] / r[base]:.2f}x** (target >= 1.3x); same flags on both: "
+        f"{r[ours] / r[same_flags[1]]:.2f}x ({same_flags[0]}), {r[default] / r[base]:.2f}x (default compile); "
+        f"CPU time per step: {c[base] / c[ours]:.2f}x"
+    )

@@ -42,11 +42,11 @@ from __future__ import annotations
 
 import argparse
 import time
+from _harness import add_common_arguments, compare_train_steps, ratio_summary, row, write_rows
 
 import keras
 import numpy as np
 import tensorflow as tf
-from _harness import add_common_arguments, row, time_interleaved, write_rows
 from keras import ops
 
 from aigc_tf.callbacks import TimeBudget
@@ -156,7 +156,6 @@ def bench_throughput(recipe: Recipe, batch: int = 128) -> list[str]:
             model = plain_gan(**size)
             loss = keras.losses.BinaryCrossentropy(from_logits=True)
             model.compile(recipe.build_optimizer(), recipe.build_optimizer(), loss, **flags)
-        model.fit(data.take(20), epochs=1, verbose=0)  # trace/compile outside the timing
         return model
 
     configs = {
@@ -166,34 +165,20 @@ def bench_throughput(recipe: Recipe, batch: int = 128) -> list[str]:
         "plain Keras GAN, FAST_COMPILE": ("plain", FAST_COMPILE),
     }
     models = {name: make(*cfg) for name, cfg in configs.items()}
-    timings = time_interleaved(
-        {name: (lambda m=m: m.fit(data, epochs=1, verbose=0)) for name, m in models.items()}, rounds
-    )
-    rate = {name: steps * batch / t.best for name, t in timings.items()}
-    # CPU seconds used by the process: insensitive to waiting for a core a
-    # neighbour holds, so it compares the models' work on a busy machine.
-    cpu_ms = {name: 1000 * t.best_cpu / steps for name, t in timings.items()}
-    for name, t in timings.items():
-        print(
-            f"  {name:36s} {rate[name]:8,.0f} images/s  {cpu_ms[name]:6.1f} CPU-ms/step  "
-            f"(wall: {', '.join(f'{w:.2f}' for w in t.wall)} s)"
-        )
-    total = sum(sum(t.wall) for t in timings.values())
-    ours, base = rate["aigc_tf DCGAN, FAST_COMPILE"], rate["plain Keras GAN, default compile"]
-    same_fast = ours / rate["plain Keras GAN, FAST_COMPILE"]
-    same_default = rate["aigc_tf DCGAN, default compile"] / base
-    cpu_ratio = cpu_ms["plain Keras GAN, default compile"] / cpu_ms["aigc_tf DCGAN, FAST_COMPILE"]
+    result = compare_train_steps(models, data, steps=steps, batch=batch, rounds=rounds)
     return [
         row(
-            f"GAN train step ({describe(size)}, D dropout {size['dropout']}, batch {batch}, {steps} steps, "
+            f"GAN train step, images/s ({describe(size)}, D dropout {size['dropout']}, batch {batch}, {steps} steps, "
             f"best of {rounds}, interleaved)",
             recipe.profile,
-            total,
-            f"aigc_tf (jit_compile=True, steps_per_execution=20) {ours:,.0f} img/s "
-            f"({cpu_ms['aigc_tf DCGAN, FAST_COMPILE']:.1f} CPU-ms/step) vs plain Keras GAN (default compile) "
-            f"{base:,.0f} img/s ({cpu_ms['plain Keras GAN, default compile']:.1f} CPU-ms/step): **{ours / base:.2f}x** "
-            f"(target >= 1.3x); same flags on both: {same_fast:.2f}x (XLA + 20 steps/call), {same_default:.2f}x "
-            f"(default compile); CPU time per step: {cpu_ratio:.2f}x",
+            result.total_seconds,
+            ratio_summary(
+                result,
+                "aigc_tf DCGAN, FAST_COMPILE",
+                "plain Keras GAN, default compile",
+                ("XLA + 20 steps/call", "plain Keras GAN, FAST_COMPILE"),
+                "aigc_tf DCGAN, default compile",
+            ),
         )
     ]
 
