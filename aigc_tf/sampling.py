@@ -6,28 +6,72 @@ decide which token comes next.
 
 * :func:`top_k_filter` / :func:`top_p_filter` remove unlikely tokens by setting
   their logits to ``-inf`` (probability 0 after the softmax).
-* :func:`sample_next` divides the logits by a temperature, applies the filters
+* :func:`sample` divides the logits by a temperature, applies the filters
   and draws one token per row (``top_k=1`` is greedy decoding).
-* :func:`beam_search` keeps the ``num_beams`` most likely continuations,
-  for any model exposing a one-token ``step_fn``.
+* :func:`sample_loop` draws a whole continuation from any model exposing a
+  one-token ``step_fn``; :func:`beam_search` keeps the ``num_beams`` most
+  likely continuations instead, over the same ``step_fn``.
+* A *logits processor* ``processor(logits, tokens, length) -> logits`` edits
+  the logits before each choice, seeing the tokens so far. :class:`NoRepeatNGram`
+  is one: it bans any token that would repeat an n-gram of the text.
 
 Everything works on **logits** (unnormalised log-probabilities) in float32:
 ``keras.random.categorical`` expects logits, and a temperature divides logits,
 not probabilities (dividing probabilities by T and renormalising changes nothing).
+
+The step-function protocol, used by both :func:`sample_loop` and :func:`beam_search`:
+
+``step_fn(token_ids, state) -> (logits, new_state)``
+    ``token_ids`` int32 (N,), the token just chosen for each of N sequences;
+    ``state`` a tensor or nested structure (list/tuple/dict) of tensors whose
+    leading axis is N (RNN: the recurrent state; Transformer: a KV cache, or
+    the ids so far), or None; returns the next-token logits (N, V) and the
+    updated state.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import keras
 import numpy as np
+import tensorflow as tf
 from keras import ops
 
-__all__ = ["top_k_filter", "top_p_filter", "sample_next", "beam_search", "check_sampling_args"]
+from aigc_tf.validation import check_float, check_int, check_optional_int, check_probability
+
+__all__ = [
+    "LogitsProcessor",
+    "NoRepeatNGram",
+    "beam_search",
+    "check_sampling_args",
+    "sample",
+    "sample_loop",
+    "sample_next",
+    "top_k_filter",
+    "top_p_filter",
+]
 
 NEG_INF = float("-inf")
+
+StepFn = Callable[[Any, Any], tuple[Any, Any]]
+
+
+class LogitsProcessor(Protocol):
+    """Edits next-token logits before a token is chosen, seeing the tokens so far.
+
+    ``processor(logits, tokens, length) -> logits``: ``logits`` float32 (N, V);
+    ``tokens`` int32 (N, C) whose first ``length`` columns are the text so far
+    (prompt and generated tokens; the rest is padding); ``length`` an int32
+    scalar, the position the next token will take. It must be traceable
+    (``keras.ops`` only) so the compiled decoding loops can run it, and
+    hashable (compiled loops are cached per processor).
+    """
+
+    def __call__(self, logits: Any, tokens: Any, length: Any) -> Any: ...
 
 
 def _as_logits(logits: Any, name: str = "logits") -> Any:
@@ -43,41 +87,29 @@ def _as_logits(logits: Any, name: str = "logits") -> Any:
     return ops.cast(logits, "float32")  # float16 logits lose too much in softmax/cumsum
 
 
-def _is_int(x: Any) -> bool:
-    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
-
-
 def check_sampling_args(
-    temperature: float = 1.0,
+    temperature: Any = 1.0,
     top_k: int | None = None,
-    top_p: float | None = None,
+    top_p: Any = None,
     vocab_size: int | None = None,
 ) -> None:
     """Validate decoding arguments in plain Python, before any tensor work.
+
+    ``temperature`` and ``top_p`` may also be tensors (inside ``tf.function``);
+    those are not checked. ``top_k`` is always a Python int: it sets a static shape.
 
     Raises:
         ValueError: ``temperature <= 0``, ``top_k < 1`` or ``> vocab_size``,
             ``top_p`` outside (0, 1].
         TypeError: arguments of the wrong type.
     """
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.floating, np.integer)):
-        raise TypeError(f"temperature must be a number > 0; got {temperature!r}.")
-    if not temperature > 0 or not np.isfinite(temperature):
-        raise ValueError(
-            f"temperature must be a finite number > 0; got {temperature!r}. (For greedy decoding use top_k=1.)"
-        )
-    if top_k is not None:
-        if not _is_int(top_k):
-            raise TypeError(f"top_k must be an int or None; got {top_k!r}.")
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1; got {top_k}.")
-        if vocab_size is not None and top_k > vocab_size:
-            raise ValueError(f"top_k must be <= the vocabulary size {vocab_size}; got {top_k}.")
-    if top_p is not None:
-        if isinstance(top_p, bool) or not isinstance(top_p, (int, float, np.floating)):
-            raise TypeError(f"top_p must be a number in (0, 1] or None; got {top_p!r}.")
-        if not 0.0 < top_p <= 1.0:
-            raise ValueError(f"top_p must be in (0, 1]; got {top_p}.")
+    if not ops.is_tensor(temperature):
+        check_float("temperature", temperature, low=0.0, low_inclusive=False)
+    top_k = check_optional_int("top_k", top_k, minimum=1)
+    if top_k is not None and vocab_size is not None and top_k > vocab_size:
+        raise ValueError(f"top_k must be <= the vocabulary size {vocab_size}, got {top_k}.")
+    if top_p is not None and not ops.is_tensor(top_p):
+        check_probability("top_p", top_p)
 
 
 def top_k_filter(logits: Any, k: int) -> Any:
@@ -99,7 +131,7 @@ def top_k_filter(logits: Any, k: int) -> Any:
     return ops.where(logits < kth_largest, NEG_INF, logits)
 
 
-def top_p_filter(logits: Any, p: float) -> Any:
+def top_p_filter(logits: Any, p: Any) -> Any:
     """Nucleus filter: keep the smallest set of most likely tokens whose probability reaches ``p``.
 
     Tokens are sorted by probability; a token is kept if the probability of
@@ -111,34 +143,13 @@ def top_p_filter(logits: Any, p: float) -> Any:
 
     Args:
         logits: shape (V,) or (B, V).
-        p: probability mass to keep, ``0 < p <= 1``.
+        p: probability mass to keep, ``0 < p <= 1`` (a float, or a scalar tensor).
 
     Returns:
         float32 logits, same shape, excluded entries ``-inf``.
     """
     logits = _as_logits(logits)
     check_sampling_args(top_p=p)
-    return _top_p_tensor(logits, float(p))
-
-
-def _sample(logits: Any, temperature: Any, top_k: int | None, top_p: Any | None, seed: Any) -> Any:
-    """sample_next without argument checks, usable inside ``tf.function``.
-
-    ``logits`` (B, V) float32; ``temperature``/``top_p`` may be tensors;
-    ``top_k`` must be a Python int (it sets a static shape).
-    """
-    if top_k == 1:  # greedy: exact argmax, no randomness
-        return ops.cast(ops.argmax(logits, axis=-1), "int32")
-    logits = logits / ops.cast(temperature, "float32")
-    if top_k is not None:
-        logits = top_k_filter(logits, top_k)
-    if top_p is not None:
-        logits = _top_p_tensor(logits, top_p)
-    return keras.random.categorical(logits, 1, dtype="int32", seed=seed)[:, 0]
-
-
-def _top_p_tensor(logits: Any, p: Any) -> Any:
-    """top_p_filter body for a (possibly tensor) ``p``."""
     sorted_logits = ops.top_k(logits, logits.shape[-1])[0]  # descending
     probs = ops.softmax(sorted_logits, axis=-1)
     mass_before = ops.cumsum(probs, axis=-1) - probs  # exclusive cumulative sum
@@ -150,11 +161,12 @@ def _top_p_tensor(logits: Any, p: Any) -> Any:
     return ops.where(logits < threshold, NEG_INF, logits)
 
 
-def sample_next(
+def sample(
     logits: Any,
-    temperature: float = 1.0,
+    *,
+    temperature: Any = 1.0,
     top_k: int | None = None,
-    top_p: float | None = None,
+    top_p: Any = None,
     seed: int | keras.random.SeedGenerator | None = None,
 ) -> Any:
     """Draw the next token for each row of logits.
@@ -163,6 +175,10 @@ def sample_next(
     keep the nucleus of mass ``p`` (over what top-k left) → sample from the
     softmax of what remains. ``top_k=1`` returns the argmax (greedy decoding);
     temperature → 0 approaches it too.
+
+    Safe inside ``tf.function`` (and XLA): ``temperature`` and ``top_p`` may
+    be scalar tensors there (a new value then does not retrace); Python
+    values are checked first.
 
     Args:
         logits: next-token logits, shape (V,) or (B, V).
@@ -181,56 +197,227 @@ def sample_next(
     single = len(logits.shape) == 1
     if single:
         logits = logits[None, :]
-    ids = _sample(logits, float(temperature), top_k, top_p, seed)
+    ids = _draw(logits, temperature, top_k, top_p, seed)
     return ids[0] if single else ids
 
 
+def sample_next(
+    logits: Any,
+    temperature: Any = 1.0,
+    top_k: int | None = None,
+    top_p: Any = None,
+    seed: int | keras.random.SeedGenerator | None = None,
+) -> Any:
+    """Alias of :func:`sample` that also takes the decoding arguments by position.
+
+    ``sample_next(logits, 0.8)`` is ``sample(logits, temperature=0.8)``.
+    """
+    return sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+
+
+def _draw(logits: Any, temperature: Any, top_k: int | None, top_p: Any, seed: Any) -> Any:
+    """The body of :func:`sample` for checked (B, V) float32 logits."""
+    if top_k == 1:  # greedy: exact argmax, no randomness
+        return ops.cast(ops.argmax(logits, axis=-1), "int32")
+    logits = logits / ops.cast(temperature, "float32")
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    return keras.random.categorical(logits, 1, dtype="int32", seed=seed)[:, 0]
+
+
+def _is_python_int(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def sample_loop(
+    step_fn: StepFn,
+    logits: Any,
+    state: Any,
+    tokens: Any,
+    length: Any,
+    num_tokens: Any,
+    *,
+    temperature: Any = 1.0,
+    top_k: int | None = None,
+    top_p: Any = None,
+    seed: int | keras.random.SeedGenerator | None = None,
+    logits_processors: Sequence[LogitsProcessor] = (),
+) -> Any:
+    """Sample ``num_tokens`` tokens autoregressively: choose a token, feed it back, repeat.
+
+    Token ``i`` is written at ``tokens[:, length + i]``: each one is chosen
+    from the current logits (after the logits processors, then as
+    :func:`sample` does), and ``step_fn`` turns it into the next logits. The
+    last token needs no step, so ``step_fn`` runs ``num_tokens - 1`` times.
+
+    The same code serves both ways of running:
+
+    * called **eagerly**, it is a Python loop: ``step_fn`` may then change the
+      shape of its state (say, the whole text so far, re-read at every step),
+      and ``length``/``num_tokens`` are Python ints;
+    * called inside ``tf.function`` (with or without XLA), it is one
+      ``while_loop``: the state keeps its shapes, and ``length``,
+      ``num_tokens``, ``temperature`` and ``top_p`` may be tensors.
+
+    With the same seed generator state both give the same tokens (XLA draws
+    different random numbers than the graph for the same seed; greedy
+    decoding agrees everywhere).
+
+    Args:
+        step_fn: ``step_fn(token_ids, state) -> (logits, state)`` (see the module docstring).
+        logits: next-token logits after reading the prompt, (B, V).
+        state: the state after reading the prompt (or None).
+        tokens: int32 (B, C): the prompt in its first ``length`` columns, room
+            for ``num_tokens`` more (``length + num_tokens <= C``). The logits
+            processors see it.
+        length: the prompt length.
+        num_tokens: how many tokens to draw, >= 1.
+        temperature, top_k, top_p: as for :func:`sample`.
+        seed: a ``keras.random.SeedGenerator`` (one draw per token from its
+            stream), an int (eagerly only: a fresh generator with that seed),
+            or None (Keras' global generator).
+        logits_processors: :class:`LogitsProcessor` callables applied in order
+            before every choice.
+
+    Returns:
+        ``tokens`` with the new ids at ``[:, length : length + num_tokens]``, int32 (B, C).
+    """
+    eager = tf.executing_eagerly()
+    if _is_python_int(seed):
+        if not eager:
+            raise TypeError("sample_loop inside tf.function needs seed=keras.random.SeedGenerator(...) or None.")
+        seed = keras.random.SeedGenerator(int(seed))
+    logits = _as_logits(logits, "logits")
+    if len(logits.shape) != 2:
+        raise ValueError(f"logits must have shape (batch, vocab); got {tuple(logits.shape)}.")
+    check_sampling_args(temperature, top_k, top_p, vocab_size=logits.shape[-1])
+    tokens = ops.cast(tokens, "int32")
+    if _is_python_int(num_tokens):
+        num_tokens = check_int("num_tokens", num_tokens, minimum=1)
+        capacity = tokens.shape[1]
+        if _is_python_int(length) and capacity is not None and length + num_tokens > capacity:
+            raise ValueError(f"tokens has {capacity} columns; length + num_tokens = {length + num_tokens} do not fit.")
+    processors = tuple(logits_processors)
+    stateless = state is None
+    length = ops.cast(length, "int32")
+    chooser = functools.partial(_choose, seed=seed, top_k=top_k, processors=processors)
+
+    def choose(i: Any, logits: Any, tokens: Any) -> Any:
+        return chooser(logits, tokens, length + i, temperature, top_p)
+
+    def body(i: Any, logits: Any, state: Any, tokens: Any) -> tuple[Any, Any, Any, Any]:
+        token, tokens = choose(i, logits, tokens)
+        logits, state = step_fn(token, None if stateless else state)
+        return i + 1, ops.cast(logits, "float32"), () if stateless else state, tokens
+
+    carried = () if stateless else state  # a while_loop carries tensors only
+    if eager:
+        for i in range(int(num_tokens) - 1):
+            _, logits, carried, tokens = body(i, logits, carried, tokens)
+        i = int(num_tokens) - 1
+    else:
+        i, logits, _, tokens = ops.while_loop(
+            lambda i, *_: i < num_tokens - 1, body, (ops.zeros((), "int32"), logits, carried, tokens)
+        )
+    return choose(i, logits, tokens)[1]
+
+
+def _choose(logits, tokens, position, temperature, top_p, seed, *, top_k, processors):
+    """One step of :func:`sample_loop`: process the logits, draw a token, write it at ``position``."""
+    for processor in processors:
+        logits = processor(logits, tokens, position)
+    token = _draw(logits, temperature, top_k, top_p, seed)
+    return token, ops.slice_update(tokens, [0, position], token[:, None])
+
+
+@dataclass(frozen=True)
+class NoRepeatNGram:
+    """A logits processor that bans every token that would repeat an n-gram of the text.
+
+    Before each choice, every earlier occurrence of the last ``n - 1`` tokens
+    bans the token that followed it, so no n-gram appears twice (``n = 1``
+    bans every token already used). This is Hugging Face's
+    ``no_repeat_ngram_size``; it works over the prompt and the generated
+    tokens alike. If a row would have every token banned it is left as it is.
+
+    Args:
+        n: the n-gram size, >= 1.
+    """
+
+    n: int
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "n", check_int("no_repeat_ngram_size", self.n, minimum=1))
+
+    def __call__(self, logits: Any, tokens: Any, length: Any) -> Any:
+        n = self.n
+        logits = ops.convert_to_tensor(logits)
+        tokens = ops.cast(tokens, "int32")
+        length = ops.cast(length, "int32")
+        batch, capacity = ops.shape(tokens)[0], ops.shape(tokens)[1]
+        windows = capacity - n + 1  # n-gram j is tokens[:, j : j + n]
+        windows = max(windows, 0) if isinstance(windows, int) else ops.maximum(windows, 0)
+        # An n-gram counts if it lies inside the text so far and its first n - 1
+        # tokens equal the text's last n - 1; then its last token is banned.
+        match = ops.broadcast_to((ops.arange(windows, dtype="int32") <= length - n)[None, :], (batch, windows))
+        for k in range(n - 1):
+            current = ops.take(tokens, ops.clip(length - (n - 1) + k, 0, capacity - 1), axis=1)
+            match = ops.logical_and(match, ops.equal(tokens[:, k : k + windows], current[:, None]))
+        completing = tokens[:, n - 1 : n - 1 + windows]
+        rows = ops.broadcast_to(ops.arange(batch, dtype="int32")[:, None], (batch, windows))
+        indices = ops.stack([ops.reshape(rows, (-1,)), ops.reshape(completing, (-1,))], axis=1)
+        counts = ops.scatter(indices, ops.reshape(ops.cast(match, "int32"), (-1,)), (batch, logits.shape[-1]))
+        banned = counts > 0
+        banned = ops.logical_and(banned, ops.logical_not(ops.all(banned, axis=-1, keepdims=True)))
+        return ops.where(banned, NEG_INF, logits)
+
+
 def beam_search(
-    step_fn: Callable[[Any, Any], tuple[Any, Any]],
+    step_fn: StepFn,
     initial_logits: Any,
     initial_state: Any,
     max_new_tokens: int,
     num_beams: int = 4,
+    *,
+    prompt_ids: Any = None,
+    logits_processors: Sequence[LogitsProcessor] = (),
 ) -> tuple[Any, Any]:
     """Beam search over any autoregressive model that can take one step.
 
     Keeps, for every batch row, the ``num_beams`` continuations with the
     highest total log-probability ``sum_t log p(x_t | x_<t)``. Beam search
     looks for the *most likely* text, which for language models tends to be
-    dull and repetitive; sampling (:func:`sample_next`) gives livelier text.
-
-    The model is seen only through ``step_fn``:
-
-    ``step_fn(token_ids, state) -> (logits, new_state)``
-        ``token_ids`` int32 (N,), the token just chosen for each of N
-        sequences; ``state`` a tensor or nested structure (list/tuple/dict)
-        of tensors whose leading axis is N (RNN: the recurrent state;
-        Transformer: a KV cache, or the ids so far); returns the next-token
-        logits (N, V) and the updated state.
+    dull and repetitive; sampling (:func:`sample_loop`) gives livelier text.
+    The model is seen only through ``step_fn`` (see the module docstring).
 
     Args:
-        step_fn: see above.
+        step_fn: ``step_fn(token_ids, state) -> (logits, state)``.
         initial_logits: next-token logits after reading the prompt, (B, V).
         initial_state: the state after reading the prompt, leading axis B
             (or None if ``step_fn`` needs none).
         max_new_tokens: number of tokens to generate, >= 1.
         num_beams: beams per batch row, >= 1 (1 = greedy decoding).
+        prompt_ids: int (B, P), the prompt; the logits processors see it
+            followed by each beam's tokens (without it, only the beam's tokens).
+        logits_processors: applied to every beam's log-probabilities before
+            the beams are ranked (a banned token gets ``-inf``; the scores stay
+            the model's log-probabilities, as in Hugging Face's beam search).
 
     Returns:
         ``(sequences, scores)``: int32 (B, num_beams, max_new_tokens), best
         beam first, and their total log-probabilities (B, num_beams),
-        descending. If ``num_beams`` exceeds the number of distinct
+        descending. If ``num_beams`` exceeds the number of allowed
         continuations, the extra beams have score ``-inf``.
     """
-    if not _is_int(max_new_tokens) or max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be an int >= 1; got {max_new_tokens!r}.")
-    if not _is_int(num_beams) or num_beams < 1:
-        raise ValueError(f"num_beams must be an int >= 1; got {num_beams!r}.")
+    max_new_tokens = check_int("max_new_tokens", max_new_tokens, minimum=1)
+    K = check_int("num_beams", num_beams, minimum=1)
     logits = _as_logits(initial_logits, "initial_logits")
     if len(logits.shape) != 2:
         raise ValueError(f"initial_logits must have shape (batch, vocab); got {tuple(logits.shape)}.")
     batch, vocab = int(logits.shape[0]), int(logits.shape[1])
-    K = int(num_beams)
+    processors = tuple(logits_processors)
 
     def for_each_beam(t: Any) -> Any:  # (B, ...) -> (B*K, ...), row b*K + k
         return ops.repeat(t, K, axis=0)
@@ -242,6 +429,7 @@ def beam_search(
 
     state = None if initial_state is None else keras.tree.map_structure(for_each_beam, initial_state)
     logits = for_each_beam(logits)
+    prompt = ops.zeros((batch * K, 0), "int32") if prompt_ids is None else for_each_beam(ops.cast(prompt_ids, "int32"))
     # All K beams start as the same (empty) continuation: only beam 0 is live,
     # otherwise the first step would pick the same token K times.
     scores = ops.convert_to_tensor(np.tile([[0.0] + [NEG_INF] * (K - 1)], (batch, 1)).astype("float32"))
@@ -249,8 +437,12 @@ def beam_search(
     row_offset = ops.arange(batch, dtype="int32")[:, None] * K
 
     for step in range(max_new_tokens):
-        log_probs = ops.reshape(ops.log_softmax(ops.cast(logits, "float32"), axis=-1), (batch, K, vocab))
-        candidates = ops.reshape(scores[:, :, None] + log_probs, (batch, K * vocab))
+        log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+        if processors:
+            history = ops.concatenate([prompt, ops.reshape(sequences, (batch * K, step))], axis=1)
+            for processor in processors:
+                log_probs = processor(log_probs, history, history.shape[1])
+        candidates = ops.reshape(scores[:, :, None] + ops.reshape(log_probs, (batch, K, vocab)), (batch, K * vocab))
         scores, flat = ops.top_k(candidates, K)  # (B, K), best first
         flat = ops.cast(flat, "int32")
         parent, token = flat // vocab, flat % vocab  # which beam it extends, which token

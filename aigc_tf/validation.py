@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "check_bool",
     "check_choice",
     "check_float",
     "check_image_shape",
@@ -70,6 +71,13 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, maximum: int
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be <= {maximum}, got {value}.")
     return value
+
+
+def check_bool(name: str, value: Any) -> bool:
+    """``value`` as a ``bool``; ints, strings and the like are a ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}.")
+    return bool(value)
 
 
 def check_optional_int(name: str, value: Any, *, minimum: int | None = None, maximum: int | None = None) -> int | None:

@@ -51,3 +51,44 @@ def blobs():
 def bars():
     """``bars(n, shape=(16, 16, 1), seed=0)``: binary VAE training images (:func:`make_bars`)."""
     return make_bars
+
+
+# --------------------------------------------------------------------------- #
+# Language models shared by the RNN, Transformer and decoding tests
+# (fixtures hand out makers; the classes are imported when a maker runs).
+# --------------------------------------------------------------------------- #
+
+LM_TEXT = "to be, or not to be: that is the question. " * 8
+LM_MAX_LEN = 8  # the tiny GPT's context
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """The character tokenizer of :data:`LM_TEXT` (14 characters)."""
+    from aigc_tf.text import CharTokenizer
+
+    return CharTokenizer.from_text(LM_TEXT)
+
+
+@pytest.fixture(scope="session")
+def tiny_rnn(tokenizer):
+    """``tiny_rnn(**overrides)``: a 2-layer LSTM char-RNN (embedding 8, 16 units), the tokenizer, seed 0."""
+    from aigc_tf.rnn import CharRNN
+
+    def make(**overrides):
+        kw = dict(embedding_dim=8, units=16, num_layers=2, cell="lstm", tokenizer=tokenizer, seed=0) | overrides
+        return CharRNN(kw.pop("vocab_size", tokenizer.vocab_size), **kw)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt(tokenizer):
+    """``tiny_gpt(**overrides)``: a 2-block GPT (2 heads, width 16, context 8), the tokenizer, seed 0."""
+    from aigc_tf.transformer import GPT
+
+    def make(**overrides):
+        kw = dict(max_len=LM_MAX_LEN, num_layers=2, num_heads=2, embed_dim=16, tokenizer=tokenizer, seed=0) | overrides
+        return GPT(kw.pop("vocab_size", tokenizer.vocab_size), **kw)
+
+    return make

@@ -1,13 +1,24 @@
-"""Samplers: hand-computed filters, frequency (chi-square) tests, beam search, KerasHub parity."""
+"""Samplers: hand-computed filters, frequency (chi-square) tests, the sampling loop (eager, graph, XLA),
+the n-gram ban and beam search against brute force, KerasHub parity."""
 
 import itertools
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+from keras import ops
 from scipy import stats
 
-from aigc_tf.sampling import beam_search, sample_next, top_k_filter, top_p_filter
+from aigc_tf.sampling import (
+    NoRepeatNGram,
+    beam_search,
+    sample,
+    sample_loop,
+    sample_next,
+    top_k_filter,
+    top_p_filter,
+)
 
 PROBS = np.array([0.5, 0.3, 0.15, 0.05])
 LOGITS = np.log(PROBS).astype("float32")
@@ -112,7 +123,7 @@ def test_top_p_after_top_k_renormalises():
     assert kept(top_p_filter(top_k_filter(LOGITS, 2), 0.7)) == [0, 1]
 
 
-# --- sample_next ----------------------------------------------------------------------------
+# --- sample -----------------------------------------------------------------------------------
 
 
 def test_greedy_is_argmax_and_shapes():
@@ -136,8 +147,6 @@ def test_frequencies_match_softmax_with_temperature():
     ids = draw(LOGITS, n, temperature=0.5, seed=11)
     counts = np.bincount(ids, minlength=4)
     assert stats.chisquare(counts, PROBS * n).pvalue < 1e-6
-    # ... which is what "dividing the probabilities by T" would (wrongly) give after renormalising.
-    np.testing.assert_allclose((PROBS / 0.5) / (PROBS / 0.5).sum(), PROBS)
 
 
 def test_frequencies_with_top_k_and_top_p():
@@ -165,6 +174,23 @@ def test_seeds():
     assert not np.array_equal(s1[0], s1[1])  # a generator moves on
 
 
+def test_sample_next_is_sample_with_positional_arguments():
+    logits = np.tile(LOGITS, (300, 1))
+    np.testing.assert_array_equal(
+        np.asarray(sample_next(logits, 0.7, 3, None, 4)), np.asarray(sample(logits, temperature=0.7, top_k=3, seed=4))
+    )
+
+
+def test_sample_inside_tf_function_with_tensor_arguments():
+    # Tensors for temperature / top_p (no retrace per value) give the same draws as Python numbers.
+    logits = np.tile(LOGITS, (500, 1))
+    compiled = tf.function(lambda lg, t, p: sample(lg, temperature=t, top_p=p, top_k=3, seed=8))
+    eager = np.asarray(sample(logits, temperature=1.5, top_p=0.9, top_k=3, seed=8))
+    np.testing.assert_array_equal(np.asarray(compiled(logits, tf.constant(1.5), tf.constant(0.9))), eager)
+    greedy = tf.function(lambda lg: sample(lg, top_k=1), jit_compile=True)
+    np.testing.assert_array_equal(np.asarray(greedy(logits)), np.zeros(500))
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
@@ -175,12 +201,16 @@ def test_seeds():
         (dict(top_k=0), ValueError, "top_k"),
         (dict(top_k=5), ValueError, "vocabulary size 4"),
         (dict(top_k=2.0), TypeError, "top_k"),
+        (dict(top_k=True), TypeError, "top_k"),
         (dict(top_p=0.0), ValueError, "top_p"),
+        (dict(top_p="all"), TypeError, "top_p"),
         (dict(top_p=1.5), ValueError, "top_p"),
         (dict(top_p=-0.1), ValueError, "top_p"),
     ],
 )
 def test_bad_sampling_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        sample(LOGITS, **kwargs)
     with pytest.raises(error, match=match):
         sample_next(LOGITS, **kwargs)
 
@@ -276,6 +306,203 @@ def test_beam_search_bad_arguments():
         beam_search(markov_step, init, np.zeros((1, 2), "int32"), 0)
     with pytest.raises(ValueError, match="batch, vocab"):
         beam_search(markov_step, init[0], np.zeros((1, 2), "int32"), 2)
+
+
+# --- the sampling loop --------------------------------------------------------------------------
+
+# A first-order chain (state None) and a second-order one (state: the previous token), both traceable.
+TABLE1 = np.log(np.random.default_rng(5).dirichlet(np.ones(5) * 0.5, size=5)).astype("float32")
+
+
+def chain1_step(token, state):
+    return ops.take(TABLE1, token, axis=0), state
+
+
+def chain2_step(token, previous):
+    return ops.take(ops.reshape(TABLE, (V * V, V)), previous * V + token, axis=0), token
+
+
+def chain2_start(prompts):
+    return TABLE[prompts[:, -2], prompts[:, -1]], prompts[:, -1]
+
+
+def buffer(prompts, n):
+    return np.pad(prompts, [(0, 0), (0, n)])
+
+
+def run_chain2(prompts, n, *, compile=None, **kwargs):
+    """sample_loop on the second-order chain: eagerly, or inside tf.function (compile='graph' or 'xla')."""
+    logits, state = chain2_start(prompts)
+
+    def loop(logits, state, tokens):
+        return sample_loop(chain2_step, logits, state, tokens, prompts.shape[1], n, **kwargs)
+
+    if compile is not None:
+        loop = tf.function(loop, jit_compile=compile == "xla")
+    return np.asarray(loop(logits, state, buffer(prompts, n)))
+
+
+def test_sample_loop_eager_and_compiled_give_the_same_ids():
+    prompts = np.random.default_rng(0).integers(0, V, (64, 2)).astype("int32")
+    kwargs = dict(temperature=0.8, top_p=0.95, logits_processors=[NoRepeatNGram(3)])
+    eager = run_chain2(prompts, 9, seed=keras.random.SeedGenerator(5), **kwargs)
+    graph = run_chain2(prompts, 9, compile="graph", seed=keras.random.SeedGenerator(5), **kwargs)
+    np.testing.assert_array_equal(eager, graph)
+    np.testing.assert_array_equal(eager[:, :2], prompts)
+    assert len({tuple(row) for row in eager[:, 2:]}) > 10  # really sampled: the rows differ
+    # An int seed (eagerly) is a fresh generator with that seed.
+    np.testing.assert_array_equal(run_chain2(prompts, 9, seed=5, **kwargs), eager)
+    # XLA draws other random numbers for the same seed; greedy decoding agrees everywhere.
+    greedy = [run_chain2(prompts, 9, compile=c, top_k=1) for c in (None, "graph", "xla")]
+    np.testing.assert_array_equal(greedy[0], greedy[1])
+    np.testing.assert_array_equal(greedy[0], greedy[2])
+    xla = run_chain2(prompts, 9, compile="xla", seed=keras.random.SeedGenerator(5), **kwargs)
+    assert xla.min() >= 0 and xla.max() < V
+    with pytest.raises(TypeError, match="SeedGenerator"):
+        run_chain2(prompts, 3, compile="graph", seed=5)
+
+
+def test_sample_loop_greedy_is_the_argmax_chain_and_steps_once_per_new_token():
+    prompts = np.array([[0, 1], [2, 2], [1, 0]], "int32")
+    calls = []
+
+    def counting_step(token, previous):
+        calls.append(1)
+        return chain2_step(token, previous)
+
+    out = np.asarray(sample_loop(counting_step, *chain2_start(prompts), buffer(prompts, 6), 2, 6, top_k=1))
+    assert len(calls) == 5  # the last token needs no step
+    for row, prompt in zip(out, prompts):
+        seq = list(prompt)
+        for _ in range(6):
+            seq.append(int(np.argmax(TABLE[seq[-2], seq[-1]])))
+        assert row.tolist() == seq
+
+
+def test_sample_loop_samples_the_chain():
+    # Pairs of tokens drawn by the loop follow p(a | prompt) p(b | prompt[-1], a) at temperature 0.5.
+    n = 6000
+    prompts = np.tile(np.array([[1, 2]], "int32"), (n, 1))
+    out = run_chain2(prompts, 2, temperature=0.5, seed=keras.random.SeedGenerator(2))
+    p1 = softmax(TABLE[1, 2].astype(np.float64) / 0.5)
+    expected = np.array([p1[a] * softmax(TABLE[2, a].astype(np.float64) / 0.5)[b] for a in range(V) for b in range(V)])
+    counts = np.bincount(out[:, 2] * V + out[:, 3], minlength=V * V)
+    keep = expected * n >= 5  # chi-square needs expected counts >= 5; pool the rest
+    obs = np.append(counts[keep], counts[~keep].sum())
+    exp = np.append(expected[keep], expected[~keep].sum()) * n
+    assert stats.chisquare(obs[exp > 0], exp[exp > 0]).pvalue > 1e-3, (counts, expected * n)
+
+
+def test_sample_loop_bad_arguments():
+    prompts = np.array([[0, 1]], "int32")
+    logits, state = chain2_start(prompts)
+    with pytest.raises(ValueError, match="num_tokens"):
+        sample_loop(chain2_step, logits, state, buffer(prompts, 2), 2, 0)
+    with pytest.raises(ValueError, match="do not fit"):
+        sample_loop(chain2_step, logits, state, buffer(prompts, 2), 2, 3)
+    with pytest.raises(ValueError, match="batch, vocab"):
+        sample_loop(chain2_step, logits[0], state, buffer(prompts, 2), 2, 2)
+    with pytest.raises(ValueError, match="top_k"):
+        sample_loop(chain2_step, logits, state, buffer(prompts, 2), 2, 2, top_k=V + 1)
+
+
+# --- the n-gram ban ----------------------------------------------------------------------------
+
+
+def banned_by_brute_force(history, n, vocab):
+    """Tokens that would complete an n-gram already in ``history`` (none if that bans every token)."""
+    history = list(history)
+    suffix = history[len(history) - n + 1 :]
+    banned = {history[j + n - 1] for j in range(len(history) - n + 1) if history[j : j + n - 1] == suffix}
+    return set() if len(banned) == vocab else banned
+
+
+@pytest.mark.parametrize("compile", [None, "graph", "xla"])
+def test_no_repeat_ngram_matches_brute_force(compile):
+    rng = np.random.default_rng(7)
+    vocab, capacity = 4, 10
+    tokens = rng.integers(0, vocab, (16, capacity)).astype("int32")
+    logits = rng.normal(size=(16, vocab)).astype("float32")
+    checked = 0
+    for n in (1, 2, 3, 4):
+        ban = NoRepeatNGram(n)
+        if compile is not None:
+            ban = tf.function(ban, jit_compile=compile == "xla")
+        for length in range(capacity + 1):
+            out = np.asarray(ban(logits, tokens, tf.constant(length)))
+            for b in range(len(tokens)):
+                expected = banned_by_brute_force(tokens[b, :length], n, vocab)
+                assert set(np.flatnonzero(np.isinf(out[b])).tolist()) == expected, (n, length, tokens[b, :length])
+                np.testing.assert_array_equal(out[b][np.isfinite(out[b])], np.delete(logits[b], list(expected)))
+                checked += bool(expected)
+    assert checked > 100  # most cases ban something
+
+
+def test_greedy_with_the_ngram_ban_matches_brute_force():
+    prompts = np.array([[0, 1, 0], [3, 3, 3], [4, 2, 1]], "int32")
+    steps = 12
+    for n in (1, 2, 3):
+        out = sample_loop(
+            chain1_step,
+            TABLE1[prompts[:, -1]],
+            None,
+            buffer(prompts, steps),
+            3,
+            steps,
+            top_k=1,
+            logits_processors=[NoRepeatNGram(n)],
+        )
+        for row, prompt in zip(np.asarray(out), prompts):
+            seq = list(prompt)
+            for _ in range(steps):
+                scores = TABLE1[seq[-1]].copy()
+                scores[list(banned_by_brute_force(seq, n, 5))] = -np.inf
+                seq.append(int(np.argmax(scores)))
+            assert row.tolist() == seq, n
+        # ... and beam search with one beam is the same greedy decoding.
+        beams, _ = beam_search(
+            chain1_step,
+            TABLE1[prompts[:, -1]],
+            None,
+            steps,
+            1,
+            prompt_ids=prompts,
+            logits_processors=[NoRepeatNGram(n)],
+        )
+        np.testing.assert_array_equal(np.asarray(beams)[:, 0], np.asarray(out)[:, 3:])
+
+
+def allowed(prompt, continuation, n):
+    """No token of ``continuation`` is banned by the n-gram rule (brute force)."""
+    history = list(prompt)
+    for token in continuation:
+        if token in banned_by_brute_force(history, n, V):
+            return False
+        history.append(token)
+    return True
+
+
+def test_beam_search_with_the_ngram_ban_equals_brute_force():
+    prompts = np.array([[0, 1], [2, 2]], dtype="int32")
+    steps, n = 4, 2
+    initial_logits = TABLE[prompts[:, -2], prompts[:, -1]]
+    seqs, scores = beam_search(
+        markov_step,
+        initial_logits,
+        prompts,
+        steps,
+        num_beams=V**steps,
+        prompt_ids=prompts,
+        logits_processors=[NoRepeatNGram(n)],
+    )
+    seqs, scores = np.asarray(seqs), np.asarray(scores)
+    for b, prompt in enumerate(prompts):
+        continuations = itertools.product(range(V), repeat=steps)
+        brute = sorted((sequence_log_prob(prompt, c), c) for c in continuations if allowed(prompt, c, n))[::-1]
+        finite = np.isfinite(scores[b])
+        assert 0 < finite.sum() == len(brute) < V**steps  # the ban removed some continuations, not all
+        assert sorted(map(tuple, seqs[b][finite].tolist())) == sorted(c for _, c in brute)
+        np.testing.assert_allclose(scores[b][finite], [s for s, _ in brute], atol=1e-4)
 
 
 # --- KerasHub parity (optional dependency) -----------------------------------------------------------

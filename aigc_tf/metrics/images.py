@@ -1,4 +1,4 @@
-"""Sample-quality metrics for image generators, usable offline.
+"""Sample-quality metrics for image generators, usable offline (``aigc_tf.metrics``).
 
 Distances between two sets of feature vectors (rows = samples):
 
@@ -42,7 +42,7 @@ from aigc_tf.images import to_unit_range
 
 CLASSIFIER_DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist")
 FEATURE_LAYER = "features"
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 
 # --------------------------------------------------------------------------- #
@@ -501,7 +501,11 @@ def inception_fid(
 
 
 __all__ = [
+    "CLASSIFIER_DATASETS",
+    "FEATURE_LAYER",
+    "WEIGHTS_DIR",
     "class_coverage",
+    "classifier_weights_path",
     "classifier_outputs",
     "evaluate_samples",
     "frechet_distance",

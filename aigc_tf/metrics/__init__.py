@@ -1,0 +1,53 @@
+"""Metrics: sample quality of image generators, and language-model losses.
+
+* :mod:`aigc_tf.metrics.images` — classifier FID/KID, recognisable rate,
+  class coverage, Inception FID;
+* :mod:`aigc_tf.metrics.text` — :func:`evaluate_loss`, :func:`bits_per_char`,
+  :func:`perplexity`.
+
+Everything is importable from ``aigc_tf.metrics`` directly.
+"""
+
+from aigc_tf.metrics.images import (
+    CLASSIFIER_DATASETS,
+    FEATURE_LAYER,
+    WEIGHTS_DIR,
+    class_coverage,
+    classifier_outputs,
+    classifier_weights_path,
+    evaluate_samples,
+    frechet_distance,
+    frechet_distance_from_moments,
+    inception_features,
+    inception_fid,
+    kernel_distance,
+    load_classifier,
+    load_inception,
+    make_classifier,
+    polynomial_mmd2_unbiased,
+    recognisable_rate,
+)
+from aigc_tf.metrics.text import bits_per_char, evaluate_loss, perplexity
+
+__all__ = [
+    "CLASSIFIER_DATASETS",
+    "FEATURE_LAYER",
+    "WEIGHTS_DIR",
+    "bits_per_char",
+    "class_coverage",
+    "classifier_outputs",
+    "classifier_weights_path",
+    "evaluate_loss",
+    "evaluate_samples",
+    "frechet_distance",
+    "frechet_distance_from_moments",
+    "inception_features",
+    "inception_fid",
+    "kernel_distance",
+    "load_classifier",
+    "load_inception",
+    "make_classifier",
+    "perplexity",
+    "polynomial_mmd2_unbiased",
+    "recognisable_rate",
+]
