@@ -31,3 +31,18 @@ def fixed_noise(z: np.ndarray):
     """A GAN ``noise_fn`` that hands out the first rows of ``z`` at every draw, for hand checks."""
     table = tf.constant(z)
     return lambda shape, seed=None: table[: shape[0]]
+
+
+def counting_dataset(images, labels=None):
+    """A dataset that counts how often it is iterated (each iteration calls the generator)."""
+    reads = []
+
+    def gen():
+        reads.append(1)
+        yield from zip(images, labels) if labels is not None else images
+
+    spec = tf.TensorSpec((None, *images.shape[2:]), tf.float32)
+    if labels is not None:
+        spec = (spec, tf.TensorSpec((None,), tf.int64))
+    dataset = tf.data.Dataset.from_generator(gen, output_signature=spec)
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(images))), reads

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 from scipy import special, stats
-from step_utils import assert_same_update, fixed_noise
+from step_utils import assert_same_update, counting_dataset, fixed_noise
 
 from aigc_tf.gan import (
     DCGAN,
@@ -618,21 +618,6 @@ def test_wrong_images_are_rejected_before_training(blobs):
         model.check_dataset(raw)
     good = tf.data.Dataset.from_tensor_slices(blobs(4)).batch(2)
     assert model.check_dataset(good) is good
-
-
-def counting_dataset(images, labels=None):
-    """A dataset that counts how often it is iterated (each iteration calls the generator)."""
-    reads = []
-
-    def gen():
-        reads.append(1)
-        yield from zip(images, labels) if labels is not None else images
-
-    spec = tf.TensorSpec((None, *images.shape[2:]), tf.float32)
-    if labels is not None:
-        spec = (spec, tf.TensorSpec((None,), tf.int64))
-    dataset = tf.data.Dataset.from_generator(gen, output_signature=spec)
-    return dataset.apply(tf.data.experimental.assert_cardinality(len(images))), reads
 
 
 def test_conditional_gan_rejects_bad_labels(blobs):

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -17,19 +16,10 @@ from subprocess_utils import run_python_json
 
 from aigc_tf.vae import VAE
 
-ROOT = Path(__file__).resolve().parents[1]
 SMALL = dict(image_shape=(16, 16, 1), latent_dim=4, filters=(8, 16), dense_units=32)
 
 
-def bars(n: int, seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    p = np.full((n, 16, 16, 1), 0.05, np.float32)
-    for i, pos in enumerate(rng.integers(0, 13, n)):
-        p[i, pos : pos + 3] = 0.95
-    return (rng.random(p.shape) < p).astype(np.float32)
-
-
-def test_save_load_round_trip_restores_outputs_and_optimizer(tmp_path):
+def test_save_load_round_trip_restores_outputs_and_optimizer(tmp_path, bars):
     keras.utils.set_random_seed(0)
     model = VAE(**SMALL, beta=0.7, seed=4)
     model.compile(optimizer=keras.optimizers.Adam(2e-3))
@@ -46,34 +36,36 @@ def test_save_load_round_trip_restores_outputs_and_optimizer(tmp_path):
         logits=np.asarray(model.decoder(z_mean)),
         **{f"opt{i}": np.asarray(v) for i, v in enumerate(model.optimizer.variables)},
     )
+    # The child returns numbers (largest differences), so a failure says by how much.
     out = run_python_json(
         """
-        import json, sys
+        import json, sys, warnings
         import numpy as np, keras
         import aigc_tf.vae  # registers the classes; nothing else is imported
 
+        def gap(a, b):
+            return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
+
         path, ref = sys.argv[1], np.load(sys.argv[2])
-        model = keras.models.load_model(path)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            model = keras.models.load_model(path)
         z_mean, z_log_var = model.encoder(ref["x"])
-        same = bool(
-            np.allclose(z_mean, ref["z_mean"], atol=1e-6)
-            and np.allclose(z_log_var, ref["z_log_var"], atol=1e-6)
-            and np.allclose(model.decoder(z_mean), ref["logits"], atol=1e-5)
-        )
+        logits = model.decoder(z_mean)  # before training on
         opt = [np.asarray(v) for v in model.optimizer.variables]
-        opt_same = len(opt) == sum(k.startswith("opt") for k in ref.files) and all(
-            np.allclose(v, ref[f"opt{i}"]) for i, v in enumerate(opt)
-        )
         iterations = int(model.optimizer.iterations)
         history = model.fit(ref["x"], batch_size=8, epochs=1, verbose=0).history
         bare = keras.models.load_model(path, compile=False)
         print(json.dumps({
-            "cls": type(model).__name__, "config": model.get_config(), "same": same,
-            "opt_same": opt_same, "optimizer": type(model.optimizer).__name__,
-            "lr": float(model.optimizer.learning_rate), "iterations": iterations,
-            "after_fit": int(model.optimizer.iterations), "history": sorted(history),
-            "finite": bool(np.isfinite(history["loss"]).all()),
-            "bare_same": bool(np.allclose(bare.encoder(ref["x"])[0], ref["z_mean"], atol=1e-6)),
+            "cls": type(model).__name__, "config": model.get_config(),
+            "z_mean_gap": gap(z_mean, ref["z_mean"]), "z_log_var_gap": gap(z_log_var, ref["z_log_var"]),
+            "logits_rel_gap": gap(logits, ref["logits"]) / float(np.abs(ref["logits"]).max()),
+            "n_opt": [len(opt), sum(k.startswith("opt") for k in ref.files)],
+            "opt_gap": max(gap(v, ref[f"opt{i}"]) for i, v in enumerate(opt)),
+            "optimizer": type(model.optimizer).__name__, "lr": float(model.optimizer.learning_rate),
+            "iterations": iterations, "after_fit": int(model.optimizer.iterations), "history": history,
+            "bare_gap": gap(bare.encoder(ref["x"])[0], ref["z_mean"]),
+            "compile_warnings": [str(w.message) for w in caught if "compile" in str(w.message)],
         }))
         """,
         str(path),
@@ -81,11 +73,15 @@ def test_save_load_round_trip_restores_outputs_and_optimizer(tmp_path):
     )
     assert out["cls"] == "VAE"
     assert out["config"] == json.loads(json.dumps(model.get_config()))
-    assert out["same"] and out["bare_same"]
+    for key, tolerance in (("z_mean_gap", 1e-6), ("z_log_var_gap", 1e-6), ("logits_rel_gap", 1e-5), ("bare_gap", 1e-6)):
+        assert out[key] <= tolerance, f"reloaded model differs by {out[key]} ({key})"
+    assert out["compile_warnings"] == []  # the compile state was restored, not skipped
     assert out["optimizer"] == "Adam" and out["lr"] == pytest.approx(2e-3)
-    assert out["opt_same"] and out["iterations"] == 2
-    assert out["after_fit"] == 4 and out["finite"]  # training resumes
-    assert out["history"] == ["kl_loss", "loss", "reconstruction_loss"]
+    assert out["n_opt"][0] == out["n_opt"][1] > 2, out["n_opt"]
+    assert out["opt_gap"] == 0, f"optimizer state differs by {out['opt_gap']}"
+    assert out["iterations"] == 2 and out["after_fit"] == 4  # training resumes
+    assert sorted(out["history"]) == ["kl_loss", "loss", "reconstruction_loss"]
+    assert np.isfinite(out["history"]["loss"]).all(), out["history"]
 
 
 def test_mirrored_strategy_step_equals_single_device():
@@ -140,17 +136,17 @@ def test_mirrored_strategy_step_equals_single_device():
         h3 = adam.fit(x, batch_size=4, epochs=2, verbose=0).history
         print(json.dumps({
             "replicas": strategy.num_replicas_in_sync, "diff": diff, "moved": moved,
-            "h1": h1, "h2": h2, "h3_finite": bool(all(np.isfinite(v).all() for v in h3.values())),
-            "h3_keys": sorted(h3), "halves_differ": bool(not np.allclose(halves[0], halves[1])),
+            "h1": h1, "h2": h2, "h3": h3, "halves_gap": float(np.abs(halves[0] - halves[1]).max()),
         }))
         """
     )
     assert out["replicas"] == 2
-    assert out["moved"] > 1e-3  # the step did something
+    assert out["moved"] > 1e-3, f"the step moved the weights by {out['moved']} only"
     # Sum / global batch and per-replica noise rows, also for the uneven last batch
     # (global 7, replicas 4 + 3): the same two updates as one device.
-    assert out["diff"] < 1e-5
-    assert out["halves_differ"]
+    assert out["diff"] < 1e-5, f"two replicas differ from one device by {out['diff']}"
+    assert out["halves_gap"] > 0.1, f"the replicas' noise rows differ by {out['halves_gap']} only"
     for key in ("loss", "reconstruction_loss", "kl_loss"):  # trackers unscaled
-        assert out["h2"][key][0] == pytest.approx(out["h1"][key][0], rel=1e-5)
-    assert out["h3_finite"] and out["h3_keys"] == ["kl_loss", "loss", "reconstruction_loss"]
+        assert out["h2"][key][0] == pytest.approx(out["h1"][key][0], rel=1e-5), key
+    assert sorted(out["h3"]) == ["kl_loss", "loss", "reconstruction_loss"]
+    assert all(np.isfinite(v).all() for v in out["h3"].values()), out["h3"]

@@ -138,6 +138,19 @@ class VAE(keras.Model):
         z = self.sampling((z_mean, z_log_var))
         return self.decoder(z, training=training)
 
+    def compile(self, *args: Any, **kwargs: Any) -> None:
+        """``keras.Model.compile``, then the optimizer's variables are built.
+
+        They exist before the first step is traced, so a fit that fails on bad
+        input leaves nothing half-made for the next one (a step traced later must
+        not create variables), and on load they exist before the saved values are read.
+        """
+        super().compile(*args, **kwargs)
+        self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        self.compile(**keras.saving.deserialize_keras_object(config))
+
     def per_example_losses(self, x, training: bool = False):
         """The negative ELBO, term by term, for each image (one z sample).
 
