@@ -30,6 +30,7 @@ __all__ = [
     "check_image_batch",
     "check_image_dataset",
     "check_static_shape",
+    "checked_images",
     "images_of",
     "materialise_images",
     "to_unit_range",
@@ -246,3 +247,20 @@ def check_image_dataset(
             check_element(element)
 
     check_first_batch(dataset, checked, check)
+
+
+def checked_images(images, image_shape: tuple[int, int, int], name: str = "images"):
+    """``images`` with their shape checked: at trace time, and when the step runs for dims left unknown.
+
+    Keras retraces a step with relaxed shapes (``reduce_retracing``): after a first
+    fit on 28x28 images, a fit on 32x32 ones is traced as ``(None, None, None, 1)``
+    and only a run-time check catches it (``InvalidArgumentError``; XLA drops it).
+    With every dim known there is nothing to check at run time and no op is added.
+    """
+    check_static_shape(images, image_shape, name)
+    if all(s is not None for s in tuple(images.shape)[1:]):
+        return images
+    message = _shape_message(name, image_shape, "another shape")
+    check = tf.debugging.assert_equal(tf.shape(images)[1:], tf.constant(image_shape, tf.int32), message=message)
+    with tf.control_dependencies([check]):
+        return tf.identity(images)

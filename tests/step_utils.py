@@ -46,3 +46,14 @@ def counting_dataset(images, labels=None):
         spec = (spec, tf.TensorSpec((None,), tf.int64))
     dataset = tf.data.Dataset.from_generator(gen, output_signature=spec)
     return dataset.apply(tf.data.experimental.assert_cardinality(len(images))), reads
+
+
+#: Constructor arguments every image model rejects alike: (kwargs, exception, message).
+BAD_IMAGE_MODEL_ARGUMENTS = [
+    (dict(latent_dim=0), ValueError, "latent_dim must be >= 1, got 0"),
+    (dict(latent_dim=-3), ValueError, "latent_dim must be >= 1"),
+    (dict(latent_dim=2.5), TypeError, "latent_dim must be an int"),
+    (dict(image_shape=(28, 28)), ValueError, "image_shape must have 3 entries"),
+    (dict(image_shape=(30, 30, 1)), ValueError, "divisible by 4"),
+    (dict(seed=1.5), TypeError, "seed must be an int"),
+]

@@ -54,15 +54,9 @@ class ConditionalGAN(GAN):
         label_dim: int = 32,
         **kwargs: Any,
     ) -> None:
-        config = GANConfig.from_kwargs(
-            type(self).__name__,
-            kwargs,
-            num_classes=check_int("num_classes", num_classes, minimum=2),
-            latent_dim=latent_dim,
-            image_shape=image_shape,
-            label_dim=label_dim,
-        )
-        super().__init__(config, **kwargs)
+        num_classes = check_int("num_classes", num_classes, minimum=2)
+        fields = dict(num_classes=num_classes, latent_dim=latent_dim, image_shape=image_shape, label_dim=label_dim)
+        super().__init__(GANConfig.from_kwargs(type(self).__name__, kwargs, **fields), **kwargs)
 
     def labels_for(self, data):
         """The labels of the batch ``(images, labels)``, checked in the graph.
@@ -174,14 +168,9 @@ class ClusteredGAN(GAN):
     def __init__(
         self, num_clusters: int = 50, latent_dim: int = 128, image_shape: Sequence[int] = (28, 28, 1), **kwargs: Any
     ) -> None:
-        config = GANConfig.from_kwargs(
-            type(self).__name__,
-            kwargs,
-            num_classes=check_int("num_clusters", num_clusters, minimum=2),
-            latent_dim=latent_dim,
-            image_shape=image_shape,
-        )
-        super().__init__(config, **kwargs)
+        num_classes = check_int("num_clusters", num_clusters, minimum=2)  # one class per cluster
+        fields = dict(num_classes=num_classes, latent_dim=latent_dim, image_shape=image_shape)
+        super().__init__(GANConfig.from_kwargs(type(self).__name__, kwargs, **fields), **kwargs)
         pixels = int(np.prod(self.image_shape))
         # Model weights, so they are saved, loaded and mirrored with the networks.
         self.centroids = self.add_weight(

@@ -34,7 +34,7 @@ from aigc_tf.gan.networks import make_discriminator, make_generator
 from aigc_tf.images import (
     batch_rows,
     check_image_dataset,
-    check_static_shape,
+    checked_images,
     images_of,
 )
 from aigc_tf.validation import (
@@ -276,9 +276,9 @@ class GAN(GenerationMixin, keras.Model):
 
     def train_step(self, data):
         real, labels = self._unpack(data)
-        # Every op of the step waits for the batch's checks (the labels'), so a bad batch
-        # fails the step and changes nothing, the optimizers' step counts included.
-        with tf.control_dependencies([] if labels is None else [labels]):
+        # Every op of the step waits for the batch's checks, so a bad batch fails the
+        # step and changes nothing, the optimizers' step counts included.
+        with tf.control_dependencies([real] if labels is None else [real, labels]):
             batch = ops.shape(real)[0]
             rows = batch_rows(real)  # (global batch size, this replica's first row)
             global_batch = ops.cast(rows[0], "float32")
@@ -335,8 +335,7 @@ class GAN(GenerationMixin, keras.Model):
 
     def _unpack(self, data):
         """Images (shape-checked when traced) and labels of a batch."""
-        images = images_of(data)
-        check_static_shape(images, self.image_shape)
+        images = checked_images(images_of(data), self.image_shape)
         return ops.cast(images, "float32"), self.labels_for(data)
 
     def _latents(self, batch_size, rows, seed_generator=None):
@@ -420,10 +419,8 @@ class DCGAN(GAN):
     """
 
     def __init__(self, latent_dim: int = 128, image_shape: Sequence[int] = (28, 28, 1), **kwargs: Any) -> None:
-        config = GANConfig.from_kwargs(
-            type(self).__name__, kwargs, latent_dim=latent_dim, image_shape=image_shape, num_classes=0, label_dim=0
-        )
-        super().__init__(config, **kwargs)
+        fields = dict(num_classes=0, label_dim=0, latent_dim=latent_dim, image_shape=image_shape)
+        super().__init__(GANConfig.from_kwargs(type(self).__name__, kwargs, **fields), **kwargs)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -126,17 +126,8 @@ class GenerationMixin:
                 rng.standard_normal((count, self.latent_dim)).astype(np.float32), slot_labels, average
             )
 
-        images = rejection_sample(
-            propose,
-            self._logits,
-            num_images,
-            seed=seed,
-            labels=labels,
-            percentile=percentile,
-            bound=bound,
-            burn_in=burn_in,
-            max_rounds=max_rounds,
-        )
+        options = dict(percentile=percentile, bound=bound, burn_in=burn_in, max_rounds=max_rounds)
+        images = rejection_sample(propose, self._logits, num_images, seed=seed, labels=labels, **options)
         return as_images(images, self.value_range)
 
     def discriminator_logits(self, images, labels=None, *, batch_size: int = 1000) -> np.ndarray:

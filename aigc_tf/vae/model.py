@@ -17,7 +17,7 @@ from aigc_tf.images import (
     batch_rows,
     check_image_batch,
     check_image_dataset,
-    check_static_shape,
+    checked_images,
     images_of,
 )
 from aigc_tf.vae.elbo import bernoulli_log_likelihood, gaussian_log_density, kl_divergence, log_mean_exp
@@ -209,8 +209,7 @@ class VAE(keras.Model):
 
     def _checked_images(self, data):
         """The images of a batch: shape checked when traced, pixels in [0, 1] checked in the graph."""
-        x = images_of(data)
-        check_static_shape(x, self.image_shape)
+        x = checked_images(images_of(data), self.image_shape)
         message = (
             "images: pixel values must lie in [0, 1] for the Bernoulli likelihood "
             "(divide 0..255 images by 255, or load them with value_range=(0, 1))."
