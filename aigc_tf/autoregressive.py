@@ -27,6 +27,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from aigc_tf.validation import check_float, check_int
+
 __all__ = ["fit_ar", "predict_ar", "forecast_ar", "ar_residuals"]
 
 
@@ -47,20 +49,11 @@ def _as_series(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
     return x
 
 
-def _check_p(p: int) -> int:
-    if isinstance(p, bool) or not isinstance(p, (int, np.integer)) or p < 1:
-        raise ValueError(f"p (the AR order) must be an int >= 1; got {p!r}.")
-    return int(p)
-
-
 def _check_params(c: float, phi: Sequence[float] | np.ndarray) -> tuple[float, np.ndarray]:
     phi = _as_series(phi, "phi")
     if phi.size < 1:
         raise ValueError("phi must hold at least one coefficient (p >= 1).")
-    c = float(c)
-    if not np.isfinite(c):
-        raise ValueError(f"c must be finite; got {c}.")
-    return c, phi
+    return check_float("c", c), phi
 
 
 def _lag_matrix(x: np.ndarray, p: int) -> np.ndarray:
@@ -89,7 +82,7 @@ def fit_ar(series: Sequence[float] | np.ndarray, p: int) -> tuple[float, np.ndar
             ``n - p`` equations are needed for ``p + 1`` unknowns, so
             ``n >= 2p + 1``.
     """
-    p = _check_p(p)
+    p = check_int("p", p, minimum=1)  # the AR order
     x = _as_series(series, "series")
     if len(x) < 2 * p + 1:
         raise ValueError(
@@ -146,14 +139,13 @@ def forecast_ar(
     Returns:
         The forecasts, shape (steps,), oldest → newest.
     """
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 0:
-        raise ValueError(f"steps must be an int >= 0; got {steps!r}.")
+    steps = check_int("steps", steps, minimum=0)
     c, phi = _check_params(c, phi)
     window = list(_as_series(history, "history"))
     if len(window) < len(phi):
         raise ValueError(f"history has {len(window)} values; AR({len(phi)}) needs at least p = {len(phi)}.")
-    out = np.empty(int(steps))
-    for i in range(int(steps)):
+    out = np.empty(steps)
+    for i in range(steps):
         out[i] = predict_ar(window, c, phi)
         window.append(out[i])
     return out

@@ -14,6 +14,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from aigc_tf.validation import check_float, check_int
+
 __all__ = [
     "CharTokenizer",
     "split_input_target",
@@ -28,8 +30,9 @@ class CharTokenizer:
     """Maps characters to integer ids and back.
 
     The vocabulary is sorted, so the same text always gives the same ids.
-    A tokenizer is a plain Python object with ``get_config``/``from_config``;
-    :class:`aigc_tf.rnn.CharRNN` stores it inside its ``.keras`` file.
+    A tokenizer is a plain Python object with ``get_config``/``from_config``
+    (it satisfies :class:`aigc_tf.lm.Tokenizer`); a language model stores it
+    inside its ``.keras`` file.
 
     Example:
         >>> tok = CharTokenizer.from_text("hello")
@@ -184,12 +187,9 @@ def make_char_dataset(
     ids = np.asarray(ids)
     if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"ids must be a 1-D integer array; got shape {ids.shape}, dtype {ids.dtype}.")
-    for name, value in (("seq_len", seq_len), ("batch_size", batch_size)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1; got {value!r}.")
-    stride = seq_len if stride is None else stride
-    if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
-        raise ValueError(f"stride must be an int >= 1; got {stride!r}.")
+    seq_len = check_int("seq_len", seq_len, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    stride = seq_len if stride is None else check_int("stride", stride, minimum=1)
     if len(ids) < seq_len + 1:
         raise ValueError(f"ids has {len(ids)} tokens; one window needs seq_len + 1 = {seq_len + 1}.")
 
@@ -210,8 +210,9 @@ def split_fraction(text: str, train_fraction: float = 0.9) -> tuple[str, str]:
 
     ``n = int(train_fraction * len(text))``; returns ``(text[:n], text[n:])``.
     """
-    if not 0.0 < train_fraction < 1.0:
-        raise ValueError(f"train_fraction must be in (0, 1); got {train_fraction!r}.")
+    train_fraction = check_float(
+        "train_fraction", train_fraction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+    )
     n = int(train_fraction * len(text))
     return text[:n], text[n:]
 

@@ -63,9 +63,9 @@ def test_forecast_feeds_predictions_back():
     assert forecast_ar([1.0, 2.0], c, phi, steps=0).shape == (0,)
 
 
-@pytest.mark.parametrize("p", [0, -1, 1.5, True])
-def test_bad_order(p):
-    with pytest.raises(ValueError, match="p"):
+@pytest.mark.parametrize("p, error", [(0, ValueError), (-1, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_bad_order(p, error):
+    with pytest.raises(error, match="p must be"):
         fit_ar(np.arange(20.0), p)
 
 
@@ -88,3 +88,7 @@ def test_nan_and_shape_errors():
         fit_ar(np.ones((10, 2)), 1)
     with pytest.raises(ValueError, match="steps"):
         forecast_ar([1.0, 2.0], 0.0, [0.5], steps=-1)
+    with pytest.raises(TypeError, match="steps"):
+        forecast_ar([1.0, 2.0], 0.0, [0.5], steps=2.0)
+    with pytest.raises(ValueError, match="c must be finite"):
+        predict_ar([1.0, 2.0], float("nan"), [0.5])

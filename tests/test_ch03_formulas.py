@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from aigc_tf.rnn import CharRNN, bits_per_char, evaluate_loss, perplexity
+from aigc_tf.metrics import bits_per_char, evaluate_loss, perplexity
+from aigc_tf.rnn import CharRNN
 from aigc_tf.sampling import sample_next
 from aigc_tf.text import CharTokenizer, make_char_dataset
 
@@ -31,21 +32,25 @@ def np_softmax(z):
 
 @pytest.mark.parametrize("nats", [0.0, 1.0, 1.47, 1.88, math.log(65)])
 def test_bits_per_char_and_perplexity(nats):
-    # bits/char = nats/char / ln 2;  perplexity = e^loss = 2^(bits/char)
-    assert bits_per_char(nats) == pytest.approx(nats / math.log(2))
+    # bits/char = nats/char / ln 2 (total nats over the characters);  perplexity = e^loss = 2^(bits/char)
+    assert bits_per_char(nats, 1) == pytest.approx(nats / math.log(2))
+    assert bits_per_char(7 * nats, 7) == pytest.approx(bits_per_char(nats, 1))
     assert perplexity(nats) == pytest.approx(math.exp(nats))
-    assert perplexity(nats) == pytest.approx(2.0 ** bits_per_char(nats))
+    assert perplexity(nats) == pytest.approx(2.0 ** bits_per_char(nats, 1))
 
 
 def test_uniform_baseline():
     # A uniform guess over V characters: loss log V nats = log2 V bits, perplexity V.
-    V = 65
-    logits = np.zeros((1, 10, V), "float32")
-    targets = np.random.default_rng(0).integers(0, V, (1, 10))
-    loss = float(keras.ops.mean(keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)))
-    assert loss == pytest.approx(math.log(V), rel=1e-6)
-    assert math.log(65) == pytest.approx(4.174, abs=1e-3) and math.log2(65) == pytest.approx(6.022, abs=1e-3)
-    assert perplexity(loss) == pytest.approx(V, rel=1e-5)
+    tok = CharTokenizer([chr(ord("!") + i) for i in range(65)])
+    model = CharRNN(tok.vocab_size, embedding_dim=4, units=8, tokenizer=tok, seed=0)
+    model(np.zeros((1, 1), "int32"))
+    model.head.kernel.assign(np.zeros_like(model.head.kernel))  # every logit 0: the uniform guess
+    ids = np.random.default_rng(0).integers(0, 65, (3, 11)).astype("int32")
+    metrics = evaluate_loss(model, tf.data.Dataset.from_tensor_slices((ids[:, :-1], ids[:, 1:])).batch(2))
+    assert metrics["loss"] == pytest.approx(math.log(65), rel=1e-6)
+    assert metrics["bits_per_char"] == pytest.approx(math.log2(65), rel=1e-6)
+    assert metrics["perplexity"] == pytest.approx(65, rel=1e-5)
+    assert metrics["num_tokens"] == metrics["num_chars"] == 30
 
 
 def test_unigram_entropy_is_the_loss_of_constant_log_frequency_logits():
@@ -70,14 +75,6 @@ def test_unigram_entropy_is_the_loss_of_constant_log_frequency_logits():
     )
     assert loss_other == pytest.approx(cross, rel=1e-5)
     assert cross >= -(q[q > 0] * np.log(q[q > 0])).sum() - 1e-12  # Gibbs' inequality
-
-
-def test_add_one_smoothed_unigram():
-    # p(c) = (n_c + 1) / (N + V): every character gets a probability > 0 and they sum to 1.
-    counts = np.array([5, 0, 3, 2])
-    p = (counts + 1) / (counts.sum() + len(counts))
-    assert p.sum() == pytest.approx(1.0) and p.min() > 0
-    np.testing.assert_allclose(p, [6 / 14, 1 / 14, 4 / 14, 3 / 14])
 
 
 # --------------------------------------------------------------- chain rule and the loss
@@ -119,56 +116,16 @@ def test_keras_evaluate_weights_the_last_batch_like_evaluate_loss():
     assert model.evaluate(ds, verbose=0) == pytest.approx(evaluate_loss(model, ds)["loss"], rel=1e-5)
 
 
-# --------------------------------------------------------------- cell equations vs Keras cells
-
-
-def run_cell(cell, x, states):
-    out, new_states = cell(tf.constant(x), [tf.constant(s) for s in states])
-    return np.asarray(out), [np.asarray(s) for s in new_states]
-
-
-def test_simple_rnn_cell_equation():
-    # h_t = tanh(x_t W + h_{t-1} U + b)
-    keras.utils.set_random_seed(0)
-    cell = keras.layers.SimpleRNNCell(5, bias_initializer="random_normal")
-    rng = np.random.default_rng(0)
-    x, h = rng.normal(size=(3, 4)).astype("float32"), rng.normal(size=(3, 5)).astype("float32")
-    out, (h_new,) = run_cell(cell, x, [h])
-    W, U, b = (w.numpy() for w in cell.weights)
-    expected = np.tanh(x @ W + h @ U + b)
-    np.testing.assert_allclose(out, expected, atol=1e-5)
-    np.testing.assert_allclose(h_new, expected, atol=1e-5)
-
-
-def test_lstm_cell_equations():
-    # [i, f, g, o] = x W + h U + b (Keras' gate order);  i, f, o = sigmoid, g = tanh
-    # c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t)
-    keras.utils.set_random_seed(1)
-    units = 5
-    cell = keras.layers.LSTMCell(units, bias_initializer="random_normal")
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(3, 4)).astype("float32")
-    h, c = rng.normal(size=(3, units)).astype("float32"), rng.normal(size=(3, units)).astype("float32")
-    out, (h_new, c_new) = run_cell(cell, x, [h, c])
-    W, U, b = (w.numpy() for w in cell.weights)
-    assert W.shape == (4, 4 * units) and U.shape == (units, 4 * units) and b.shape == (4 * units,)
-    z = x @ W + h @ U + b
-    i, f, g, o = np.split(z, 4, axis=-1)
-    c_expected = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
-    h_expected = sigmoid(o) * np.tanh(c_expected)
-    np.testing.assert_allclose(c_new, c_expected, atol=1e-5)
-    np.testing.assert_allclose(h_new, h_expected, atol=1e-5)
-    np.testing.assert_allclose(out, h_expected, atol=1e-5)
-    # Keras starts the forget gate's bias at 1 (unit_forget_bias=True).
-    default = keras.layers.LSTMCell(units)
-    default.build((None, 4))
-    np.testing.assert_array_equal(default.bias.numpy()[units : 2 * units], 1.0)
+# --------------------------------------------------------------- the cell equations inside CharRNN
 
 
 def test_lstm_equations_inside_char_rnn():
-    # The same equations, stepped by hand with CharRNN's own weights, give its logits.
+    # [i, f, g, o] = x W + h U + b (Keras' gate order);  i, f, o = sigmoid, g = tanh
+    # c_t = f * c_{t-1} + i * g;  h_t = o * tanh(c_t);  logits_t = h_t W_y + b_y
+    # Stepped by hand with CharRNN's own weights, these equations give its logits.
     model = tiny_model("abcd", seed=2)
     emb, W, U, b, Wy, by = (w.numpy() for w in model.weights)
+    assert W.shape == (4, 4 * model.units) and U.shape == (model.units, 4 * model.units)
     ids = np.array([[0, 3, 1, 2, 2]], "int32")
     h = c = np.zeros((1, model.units), "float32")
     logits = []
@@ -178,26 +135,31 @@ def test_lstm_equations_inside_char_rnn():
         h = sigmoid(o) * np.tanh(c)
         logits.append(h @ Wy + by)
     np.testing.assert_allclose(np.stack(logits, axis=1), np.asarray(model(ids)), atol=1e-5)
+    # CharRNN's LSTM starts the forget gate's bias at 1 (it remembers by default).
+    np.testing.assert_array_equal(b[model.units : 2 * model.units], 1.0)
 
 
-def test_gru_cell_equations():
+def test_gru_equations_inside_char_rnn():
     # Keras' GRU (reset_after=True): [z, r, n] gates from x W + b_x and h U + b_h,
     # z, r = sigmoid; n = tanh(x W_n + b_xn + r * (h U_n + b_hn)); h_t = z * h_{t-1} + (1 - z) * n
-    keras.utils.set_random_seed(2)
-    units = 5
-    cell = keras.layers.GRUCell(units, bias_initializer="random_normal")
-    rng = np.random.default_rng(2)
-    x, h = rng.normal(size=(3, 4)).astype("float32"), rng.normal(size=(3, units)).astype("float32")
-    out, (h_new,) = run_cell(cell, x, [h])
-    W, U, b = (w.numpy() for w in cell.weights)
-    assert b.shape == (2, 3 * units)
-    xz, xr, xn = np.split(x @ W + b[0], 3, axis=-1)
-    hz, hr, hn = np.split(h @ U + b[1], 3, axis=-1)
-    z, r = sigmoid(xz + hz), sigmoid(xr + hr)
-    n = np.tanh(xn + r * hn)
-    expected = z * h + (1 - z) * n
-    np.testing.assert_allclose(h_new, expected, atol=1e-5)
-    np.testing.assert_allclose(out, expected, atol=1e-5)
+    tok = CharTokenizer("abcd")
+    model = CharRNN(tok.vocab_size, embedding_dim=4, units=8, cell="gru", tokenizer=tok, seed=3)
+    model(np.zeros((1, 1), "int32"))
+    rng = np.random.default_rng(3)
+    for w in model.weights:  # non-zero biases too
+        w.assign(rng.normal(scale=0.5, size=w.shape).astype("float32"))
+    emb, W, U, b, Wy, by = (w.numpy() for w in model.weights)
+    assert b.shape == (2, 3 * model.units)
+    ids = np.array([[1, 0, 3, 3, 2]], "int32")
+    h = np.zeros((1, model.units), "float32")
+    logits = []
+    for t in range(ids.shape[1]):
+        xz, xr, xn = np.split(emb[ids[:, t]] @ W + b[0], 3, axis=-1)
+        hz, hr, hn = np.split(h @ U + b[1], 3, axis=-1)
+        z, r = sigmoid(xz + hz), sigmoid(xr + hr)
+        h = z * h + (1 - z) * np.tanh(xn + r * hn)
+        logits.append(h @ Wy + by)
+    np.testing.assert_allclose(np.stack(logits, axis=1), np.asarray(model(ids)), atol=1e-5)
 
 
 @pytest.mark.parametrize("cell, gates, layers", [("lstm", 4, 1), ("lstm", 4, 2), ("gru", 3, 1)])
@@ -242,22 +204,19 @@ def test_generation_cost_carried_state_vs_rereading():
     # N - 1 single steps (P + N - 1 cell steps); re-reading costs sum_{i<N} (P + i) = N P + N (N - 1) / 2.
     model = tiny_model()
     P, N = 4, 7
-    reads, steps = [], []
-    read_prompt, sample_and_step = model.read_prompt, model._sample_and_step
-
-    def spy_read(ids):
-        reads.append(int(ids.shape[1]))
-        return read_prompt(ids)
-
-    def spy_step(logits, state, *args):
-        steps.append(1)
-        return sample_and_step(logits, state, *args)
-
-    model.read_prompt, model._sample_and_step = spy_read, spy_step
-    fast = model.generate("abca", N, seed=3)
-    assert reads == [P] and len(steps) == N - 1 and sum(reads) + len(steps) == P + N - 1
-    reads.clear(), steps.clear()
-    slow = model.generate("abca", N, seed=3, carry_state=False)
-    assert reads == [P + i for i in range(N)] and not steps
+    reads = []  # characters each forward pass reads
+    embed = model.embedding.call
+    model.embedding.call = lambda ids, *args, **kwargs: (reads.append(int(ids.shape[1])), embed(ids, *args, **kwargs))[
+        1
+    ]
+    tf.config.run_functions_eagerly(True)  # the compiled decoding loops run as Python: every pass is seen
+    try:
+        fast = model.generate("abca", N, seed=3)
+        carried, reads[:] = list(reads), []
+        slow = model.generate("abca", N, seed=3, use_cache=False)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    assert carried == [P] + [1] * (N - 1) and sum(carried) == P + N - 1
+    assert reads == [P + i for i in range(N)]
     assert sum(reads) == N * P + N * (N - 1) // 2
     assert fast == slow

@@ -13,14 +13,9 @@ import math
 import keras
 import numpy as np
 import pytest
-from keras import ops
+import tensorflow as tf
 
-from aigc_tf.transformer import GPT, TransformerBlock
-
-
-def np_softmax(z):
-    e = np.exp(z - z.max(axis=-1, keepdims=True))
-    return e / e.sum(axis=-1, keepdims=True)
+from aigc_tf.transformer import GPT, CausalSelfAttention, GPTConfig, TransformerBlock
 
 
 def layer_norm(x, gamma, beta=None, eps=1e-5):
@@ -35,34 +30,45 @@ def gelu(x):  # exact GELU, x Φ(x)
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
+def identity_attention(E):
+    """One head, identity projections (Q = K = V = X), no biases: the layer is the bare formula."""
+    layer = CausalSelfAttention(GPTConfig(embed_dim=E, num_heads=1, use_bias=False))
+    layer.build((None, None, E))
+    layer.qkv.kernel.assign(np.concatenate([np.eye(E)] * 3, axis=1).astype("float32"))
+    layer.proj.kernel.assign(np.eye(E, dtype="float32"))
+    return layer
+
+
 def test_soft_lookup_is_a_weighted_mean_of_the_values():
-    # a_ij = softmax_j(q_i · k_j / √d) >= 0, sum_j a_ij = 1, answer = sum_j a_ij v_j.
-    keys = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
-    values = np.array([[10.0], [20.0], [30.0]])
-    query = np.array([[0.2, 2.0]])
-    weights = ops.softmax(query @ keys.T / math.sqrt(2), axis=-1).numpy()
-    assert np.all(weights >= 0) and weights.sum() == pytest.approx(1.0)
-    assert weights.argmax() == 1  # the best-matching key gets the largest weight
-    answer = (weights @ values).item()
-    assert values.min() <= answer <= values.max()
-    assert answer == pytest.approx(sum(w * v for w, v in zip(weights[0], values[:, 0])))
+    # a_ij = softmax_j(q_i · k_j / √d) >= 0, sum_j a_ij = 1, answer_i = sum_j a_ij v_j:
+    # every output of the layer is a weighted mean of the values it may see.
+    x = np.array([[[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.2, 2.0]]], "float32")  # the last row queries
+    y, weights = identity_attention(2)(x, return_attention_scores=True)
+    y, a = y.numpy()[0], weights.numpy()[0, 0]
+    assert np.all(a >= 0) and np.allclose(a.sum(-1), 1.0)
+    np.testing.assert_allclose(y, a @ x[0], atol=1e-6)
+    assert a[3, :3].argmax() == 1  # of the earlier keys, the best-matching one gets the largest weight
+    assert np.all(y.min(0) >= x[0].min(0) - 1e-6) and np.all(y.max(0) <= x[0].max(0) + 1e-6)
 
 
 @pytest.mark.parametrize("d", [4, 64, 256])
-def test_dot_product_variance_grows_with_d_and_scaling_restores_it(d):
-    # q, k with i.i.d. N(0, 1) entries: Var(q·k) = d, Var(q·k / √d) = 1.
-    rng = np.random.default_rng(d)
-    q, k = rng.normal(size=(200_000, d)), rng.normal(size=(200_000, d))
-    dots = (q * k).sum(-1)
-    assert dots.var() == pytest.approx(d, rel=0.03)
-    assert (dots / math.sqrt(d)).var() == pytest.approx(1.0, rel=0.03)
+def test_the_layer_scales_scores_so_their_variance_stays_one(d):
+    # q, k with i.i.d. N(0, 1) entries: Var(q·k) = d, Var(q·k / √d) = 1 (for a query of the typical
+    # norm √d). The attention weights of the last query give the scaled scores back up to a constant:
+    # log a_j = s_j - logsumexp(s). Without the 1/√d the spread would be d (4, 64, 256).
+    T = 2001
+    x = np.random.default_rng(d).normal(size=(1, T, d)).astype("float32")
+    x[0, -1] *= math.sqrt(d) / np.linalg.norm(x[0, -1])  # the query, at norm √d
+    _, weights = identity_attention(d)(x, return_attention_scores=True)
+    log_a = np.log(weights.numpy()[0, 0, -1, :-1].astype(np.float64))  # keys j != i (q_i · k_i ≈ d)
+    assert log_a.var() == pytest.approx(1.0, rel=0.1)
 
 
 def test_pre_layer_norm_block_equations():
     # x ← x + Attention(LN1(x));  x ← x + W2 GELU(W1 LN2(x))
     E, T = 8, 5
     keras.utils.set_random_seed(0)
-    block = TransformerBlock(E, 2, use_bias=True)
+    block = TransformerBlock(GPTConfig(embed_dim=E, num_heads=2, use_bias=True))
     x = np.random.default_rng(1).normal(size=(2, T, E)).astype("float32")
     block(x)
     rng = np.random.default_rng(2)
@@ -113,31 +119,28 @@ def test_parameter_count_formula(V, S, L, E, expected):
         assert formula == expected
 
 
+def count_positions(model):
+    """A list that records how many positions every forward pass of ``model`` reads."""
+    counted, embed = [], model.token_embedding.call
+    model.token_embedding.call = lambda ids, *a, **k: (counted.append(int(ids.shape[1])), embed(ids, *a, **k))[1]
+    return counted
+
+
 def test_kv_cache_position_counts():
     # no cache: sum_{i<N} min(P + i, S) positions;  cache: one padded prompt pass of S positions,
     # then one position per new token: S + N - 1 positions (P + N <= S).
     S, P, N = 16, 5, 9
-    model = GPT(11, max_len=S, num_layers=1, num_heads=2, embed_dim=8, seed=0)
     prompt = np.arange(P, dtype="int32") % 11
-    counted = []
-
-    original = model.call_with_cache
-
-    def counting_call_with_cache(ids, cache, cache_index):
-        counted.append(int(ids.shape[1]))
-        return original(ids, cache, cache_index)
-
-    model.call_with_cache = counting_call_with_cache  # eager: every call is seen
-    logits, state = model._read_padded(np.pad(prompt, (0, S - P))[None], P)
-    for _ in range(N - 1):
-        token = ops.cast(ops.argmax(logits, axis=-1), "int32")
-        logits, state = model._step(token, state)
-    assert sum(counted) == S + N - 1 and counted[1:] == [1] * (N - 1)
-
-    # Without a cache every step re-runs the last min(P + i, S) tokens.
+    model = GPT(11, max_len=S, num_layers=1, num_heads=2, embed_dim=8, seed=0)
     S2 = 8
     model2 = GPT(11, max_len=S2, num_layers=1, num_heads=2, embed_dim=8, seed=0)
-    seen = []
-    model2._last_logits = lambda ids: (seen.append(int(ids.shape[1])), model2(ids)[:, -1, :])[1]
-    model2.generate(prompt, N, top_k=1, use_cache=False)
+    counted, seen = count_positions(model), count_positions(model2)
+    tf.config.run_functions_eagerly(True)  # the compiled decoding loops run as Python: every pass is seen
+    try:
+        model.generate(prompt, N, top_k=1)
+        model2.generate(prompt, N, top_k=1, use_cache=False)
+    finally:
+        tf.config.run_functions_eagerly(False)
+    assert sum(counted) == S + N - 1 and counted == [S] + [1] * (N - 1)
+    # Without a cache every step re-runs the last min(P + i, S) tokens.
     assert seen == [min(P + i, S2) for i in range(N)]

@@ -1,8 +1,10 @@
 """Tests for aigc_tf.metrics: FID and KID against independent computations and
-closed forms, the shipped classifiers, and the sample scores built on them."""
+closed forms, the shipped classifiers, and the sample scores built on them; the
+language-model metrics (loss, bits per character, perplexity)."""
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import keras
@@ -15,11 +17,14 @@ from aigc_tf import metrics
 from aigc_tf.data import load_images
 from aigc_tf.images import as_images
 from aigc_tf.metrics import (
+    bits_per_char,
     class_coverage,
     classifier_outputs,
+    evaluate_loss,
     frechet_distance,
     frechet_distance_from_moments,
     kernel_distance,
+    perplexity,
     polynomial_mmd2_unbiased,
     recognisable_rate,
 )
@@ -271,7 +276,7 @@ def test_inception_download_failure_gives_a_clear_error(monkeypatch, tmp_path):
     def no_network(**kwargs):
         raise OSError("URL fetch failure: no network")
 
-    monkeypatch.setattr(metrics.keras.applications, "InceptionV3", no_network)
+    monkeypatch.setattr(keras.applications, "InceptionV3", no_network)
     with pytest.raises(RuntimeError, match="could not load InceptionV3.*no network"):
         metrics.load_inception()
 
@@ -371,3 +376,63 @@ def test_classifier_is_built_in_float32_under_a_mixed_policy():
         keras.config.set_dtype_policy(previous)
         metrics.load_classifier.cache_clear()
     assert keras.config.dtype_policy().name == previous.name
+
+
+# --------------------------------------------------------------------------- #
+# Language-model metrics: nats, bits per character, perplexity.
+# --------------------------------------------------------------------------- #
+
+
+def test_text_metric_helpers():
+    assert bits_per_char(math.log(65), 1) == pytest.approx(math.log2(65))
+    assert bits_per_char(1.75, 1) == pytest.approx(2.5247, abs=1e-4)
+    assert bits_per_char(10 * 1.75, 10) == pytest.approx(2.5247, abs=1e-4)  # total nats over the characters
+    assert perplexity(math.log(65)) == pytest.approx(65.0)
+    with pytest.raises(ValueError, match="num_chars"):
+        bits_per_char(1.0, 0)
+    with pytest.raises(TypeError, match="num_chars"):
+        bits_per_char(1.0, 2.5)
+    with pytest.raises(ValueError, match="total_nats"):
+        bits_per_char(-1.0, 3)
+
+
+def test_evaluate_loss_weights_batches_by_size(tiny_rnn, tokenizer):
+    model = tiny_rnn(num_layers=1)
+    rng = np.random.default_rng(3)
+    x, y = (rng.integers(0, tokenizer.vocab_size, (5, 6)).astype("int32") for _ in range(2))
+    ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(3)  # batches of 3 and 2
+    logits = np.asarray(model(x)).astype(np.float64)
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = -np.take_along_axis(log_probs, y[..., None], -1).mean()
+    result = evaluate_loss(model, ds)
+    assert result["loss"] == pytest.approx(expected, rel=1e-5)
+    assert result["num_tokens"] == result["num_chars"] == 30  # a character tokenizer: one character per token
+    assert result["bits_per_char"] == pytest.approx(expected / math.log(2), rel=1e-5)
+    assert result["total_nats"] == pytest.approx(30 * expected, rel=1e-5)
+    with pytest.raises(ValueError, match="empty"):
+        evaluate_loss(model, ds.take(0))
+
+
+class PairTokenizer:
+    """Each token is two characters: 'aa', 'ab', ... (stands for a sub-word tokenizer)."""
+
+    vocab_size = 4
+    pieces = ("aa", "ab", "ba", "bb")
+
+    def decode(self, ids):
+        ids = np.asarray(ids)
+        return ["".join(self.pieces[i] for i in row) for row in ids] if ids.ndim == 2 else self.decode(ids[None])[0]
+
+
+def test_bits_per_char_is_per_character_whatever_the_tokenizer():
+    inputs = keras.Input((None,), dtype="int32")
+    model = keras.Model(inputs, keras.layers.Embedding(4, 4)(inputs))  # ids -> logits
+    model.tokenizer = PairTokenizer()
+    x = np.random.default_rng(0).integers(0, 4, (6, 5)).astype("int32")
+    ds = tf.data.Dataset.from_tensor_slices((x, x[:, ::-1].copy())).batch(4)
+    result = evaluate_loss(model, ds)
+    assert result["num_tokens"] == 30 and result["num_chars"] == 60
+    assert result["bits_per_char"] == pytest.approx(result["loss"] / 2 / math.log(2), rel=1e-6)
+    assert result["perplexity"] == pytest.approx(math.exp(result["loss"]), rel=1e-6)  # per token
+    explicit = evaluate_loss(model, ds, num_chars=90)
+    assert explicit["bits_per_char"] == pytest.approx(result["total_nats"] / 90 / math.log(2), rel=1e-6)

@@ -114,6 +114,13 @@ def test_dataset_bad_arguments(kwargs, match):
         make_char_dataset(np.arange(20), **kwargs)
 
 
+@pytest.mark.parametrize("name", ["seq_len", "batch_size", "stride"])
+def test_dataset_sizes_must_be_ints(name):
+    kwargs = {"seq_len": 4, "batch_size": 1, name: 2.0}
+    with pytest.raises(TypeError, match=name):
+        make_char_dataset(np.arange(20), **kwargs)
+
+
 def test_dataset_rejects_non_integer_ids():
     with pytest.raises(ValueError, match="integer"):
         make_char_dataset(np.linspace(0, 1, 20), seq_len=4, batch_size=1)
@@ -134,3 +141,5 @@ def test_nanogpt_split_matches_90_10():
     assert {c[0] for c in calls} == {"tiny_shakespeare"}
     with pytest.raises(ValueError, match="train_fraction"):
         split_fraction(text, 1.0)
+    with pytest.raises(TypeError, match="train_fraction"):
+        split_fraction(text, "0.9")
