@@ -7,7 +7,8 @@ decide which token comes next.
 * :func:`top_k_filter` / :func:`top_p_filter` remove unlikely tokens by setting
   their logits to ``-inf`` (probability 0 after the softmax).
 * :func:`sample` divides the logits by a temperature, applies the filters
-  and draws one token per row (``top_k=1`` is greedy decoding).
+  and draws one token per row (``top_k=1`` is greedy decoding);
+  ``sample_next`` is another name for it.
 * :func:`sample_loop` draws a whole continuation from any model exposing a
   one-token ``step_fn``; :func:`beam_search` keeps the ``num_beams`` most
   likely continuations instead, over the same ``step_fn``.
@@ -201,18 +202,8 @@ def sample(
     return ids[0] if single else ids
 
 
-def sample_next(
-    logits: Any,
-    temperature: Any = 1.0,
-    top_k: int | None = None,
-    top_p: Any = None,
-    seed: int | keras.random.SeedGenerator | None = None,
-) -> Any:
-    """Alias of :func:`sample` that also takes the decoding arguments by position.
-
-    ``sample_next(logits, 0.8)`` is ``sample(logits, temperature=0.8)``.
-    """
-    return sample(logits, temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+#: The name this function had first; kept as an alias of :func:`sample`.
+sample_next = sample
 
 
 def _draw(logits: Any, temperature: Any, top_k: int | None, top_p: Any, seed: Any) -> Any:

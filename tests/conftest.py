@@ -92,3 +92,18 @@ def tiny_gpt(tokenizer):
         return GPT(kw.pop("vocab_size", tokenizer.vocab_size), **kw)
 
     return make
+
+
+def lm_ids(shape, seed: int = 0, vocab: int | None = None) -> np.ndarray:
+    """Random int32 token ids below ``vocab`` (default: the size of :data:`LM_TEXT`'s vocabulary)."""
+    vocab = len(set(LM_TEXT)) if vocab is None else vocab
+    return np.random.default_rng(seed).integers(0, vocab, shape).astype("int32")
+
+
+def compile_lm(model, optimizer=None, **compile_kw):
+    """``model`` compiled for next-token training (SGD(0.5) unless an optimizer is given)."""
+    import keras
+
+    optimizer = keras.optimizers.SGD(0.5) if optimizer is None else optimizer
+    model.compile(optimizer, keras.losses.SparseCategoricalCrossentropy(from_logits=True), **compile_kw)
+    return model

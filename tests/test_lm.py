@@ -1,4 +1,5 @@
-"""The contract every language model shares (aigc_tf.lm): prompts, generate, seeds, decoding paths, tokenizers.
+"""What every language model shares (aigc_tf.lm): prompts, generate, seeds, decoding paths, tokenizers;
+the XLA and mixed-precision training steps.
 
 Each test runs for the char-RNN and for the GPT.
 """
@@ -9,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import LM_TEXT
+from conftest import LM_TEXT, compile_lm, lm_ids
 
 from aigc_tf import sampling
 from aigc_tf.lm import LanguageModel, Tokenizer
@@ -197,6 +198,65 @@ def test_str_prompt_needs_a_tokenizer(make):
 def test_constructor_bad_arguments(make, kwargs, error, match):
     with pytest.raises(error, match=match):
         make(**kwargs)
+
+
+# ------------------------------------------------------------------------- training steps
+
+
+def test_dropout_only_in_training_and_fresh_each_call(make):
+    model = make(dropout=0.5)
+    ids = lm_ids((2, 8))
+    infer = np.asarray(model(ids))
+    np.testing.assert_array_equal(infer, np.asarray(model(ids, training=False)))
+    train1, train2 = np.asarray(model(ids, training=True)), np.asarray(model(ids, training=True))
+    assert not np.allclose(train1, infer) and not np.allclose(train1, train2)
+    no_dropout = make(dropout=0.0)
+    np.testing.assert_array_equal(np.asarray(no_dropout(ids, training=True)), np.asarray(no_dropout(ids)))
+
+
+def test_xla_fit_step_matches_graph_step(make):
+    x, y = lm_ids((4, 8), 5), lm_ids((4, 8), 6)
+    ref, xla = make(), make()
+    ref(x)
+    xla(x)
+    xla.set_weights(ref.get_weights())
+    initial = [w.numpy() for w in ref.trainable_weights]
+    loss_ref = compile_lm(ref, keras.optimizers.SGD(0.5), jit_compile=False).train_on_batch(x, y)
+    loss_xla = compile_lm(xla, keras.optimizers.SGD(0.5), jit_compile=True).train_on_batch(x, y)
+    assert np.isfinite(loss_xla) and loss_xla == pytest.approx(loss_ref, rel=1e-5)
+    for a, b in zip(ref.trainable_weights, xla.trainable_weights):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-5)
+    assert all(not np.allclose(a, b.numpy()) for a, b in zip(initial, ref.trainable_weights))  # every weight moved
+
+
+def test_mixed_precision(make, kind):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = compile_lm(make(), keras.optimizers.Adam(1e-2))
+        x, y = lm_ids((4, 8), 7), lm_ids((4, 8), 8)
+        logits = model(x)
+        assert logits.dtype == "float32"
+        layer = model.rnns[0] if kind == "rnn" else model.blocks[0].attn
+        assert layer.compute_dtype == "float16" and layer.variable_dtype == "float32"
+        assert all(w.dtype == "float32" for w in model.trainable_weights)
+        assert np.isfinite(model.train_on_batch(x, y))
+        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+        if kind == "gpt":
+            assert model(x, return_attention_scores=True)[1][0].dtype == "float32"
+            # Large activations: the float32 softmax stays finite.
+            model.token_embedding.embeddings.assign(model.token_embedding.embeddings * 100.0)
+            assert np.all(np.isfinite(np.asarray(model(x))))
+        # Stepping (RNN state, float16 KV cache) still matches the full pass, to float16 tolerance.
+        full = np.asarray(model(x))
+        out, state = model.read_prompt(x[:, :3])
+        for t in range(3, 8):
+            out, state = model.step(x[:, t], state)
+        np.testing.assert_allclose(np.asarray(out), full[:, -1], atol=5e-2, rtol=2e-2)
+        assert model.generate("to be", 5, seed=0, **FAST[kind]).startswith("to be")
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert keras.config.dtype_policy().name == previous.name
 
 
 # ------------------------------------------------------------------------- other tokenizers

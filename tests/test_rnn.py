@@ -1,6 +1,6 @@
-"""CharRNN: shapes, state carrying, generation, training, XLA, mixed precision.
+"""CharRNN: shapes, state carrying, generation, training.
 
-The generation contract shared with the GPT is tested in test_lm.py, the
+What the char-RNN shares with the GPT (generation, XLA and mixed-precision steps) is tested in test_lm.py, the
 save/load and MirroredStrategy round trips in test_lm_subprocess.py.
 """
 
@@ -9,7 +9,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from conftest import LM_TEXT
+from conftest import LM_TEXT, compile_lm, lm_ids
 from scipy import stats
 
 from aigc_tf.metrics import evaluate_loss
@@ -21,26 +21,13 @@ TOK = CharTokenizer.from_text(TEXT)
 V = TOK.vocab_size
 
 
-def random_ids(shape, seed=0):
-    return np.random.default_rng(seed).integers(0, V, shape).astype("int32")
-
-
-def compiled(model, **kw):
-    model.compile(
-        optimizer=kw.pop("optimizer", keras.optimizers.SGD(0.5)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        **kw,
-    )
-    return model
-
-
 # ------------------------------------------------------------------------- forward pass
 
 
 @pytest.mark.parametrize("cell, num_layers", [("lstm", 1), ("gru", 2)])
 def test_logits_shape_dtype_and_weights(cell, num_layers, tiny_rnn):
     model = tiny_rnn(cell=cell, num_layers=num_layers)
-    logits = model(random_ids((3, 7)))
+    logits = model(lm_ids((3, 7)))
     assert tuple(logits.shape) == (3, 7, V) and logits.dtype == "float32"
     # embedding + per layer (kernel, recurrent kernel, bias) + head (kernel, bias)
     assert len(model.trainable_weights) == 1 + 3 * num_layers + 2
@@ -51,7 +38,7 @@ def test_logits_shape_dtype_and_weights(cell, num_layers, tiny_rnn):
 def test_stepping_with_state_equals_full_pass(cell, tiny_rnn):
     # Dropout > 0 must not matter in inference.
     model = tiny_rnn(cell=cell, dropout=0.3)
-    ids = random_ids((2, 15), seed=1)
+    ids = lm_ids((2, 15), seed=1)
     full = np.asarray(model(ids))
     for prompt_len in (1, 6):
         logits, state = model.read_prompt(ids[:, :prompt_len])
@@ -64,23 +51,12 @@ def test_stepping_with_state_equals_full_pass(cell, tiny_rnn):
     assert not np.allclose(np.asarray(logits_fresh), full[:, 5], atol=1e-4)
 
 
-def test_dropout_only_in_training_and_fresh_each_call(tiny_rnn):
-    model = tiny_rnn(dropout=0.5)
-    ids = random_ids((2, 10))
-    infer = np.asarray(model(ids))
-    np.testing.assert_array_equal(infer, np.asarray(model(ids, training=False)))
-    train1, train2 = np.asarray(model(ids, training=True)), np.asarray(model(ids, training=True))
-    assert not np.allclose(train1, infer) and not np.allclose(train1, train2)
-    no_dropout = tiny_rnn(dropout=0.0)
-    np.testing.assert_array_equal(np.asarray(no_dropout(ids, training=True)), np.asarray(no_dropout(ids)))
-
-
 # ------------------------------------------------------------------------- generation
 
 
 def test_greedy_generation_equals_rereading_the_prefix(tiny_rnn):
     model = tiny_rnn(cell="gru")
-    prompt = random_ids((3, 4), seed=2)
+    prompt = lm_ids((3, 4), seed=2)
     fast = model.generate(prompt, 25, top_k=1)
     # Independent computation: the full forward pass on the whole text at every step.
     ids = prompt.copy()
@@ -96,7 +72,7 @@ def test_generate_samples_from_the_model_distribution(tiny_rnn):
     model = tiny_rnn(num_layers=1)
     # An untrained model is nearly uniform; give the head a spread bias so the
     # next-character distribution is far from uniform and temperature matters.
-    model(random_ids((1, 1)))
+    model(lm_ids((1, 1)))
     model.head.bias.assign(np.linspace(-2.0, 2.0, V).astype("float32"))
     prompt = TOK.encode("to b")
     expected = keras.ops.softmax(model(prompt[None])[0, -1] / 0.5).numpy().astype(np.float64)
@@ -133,7 +109,7 @@ def test_constructor_bad_arguments(kwargs, error, match):
 
 def test_training_lowers_loss_and_evaluate_loss_matches_keras(tiny_rnn):
     keras.utils.set_random_seed(0)
-    model = compiled(tiny_rnn(num_layers=1), optimizer=keras.optimizers.Adam(0.02))
+    model = compile_lm(tiny_rnn(num_layers=1), keras.optimizers.Adam(0.02))
     ds = make_char_dataset(TOK.encode(TEXT), seq_len=16, batch_size=4, shuffle=False, drop_remainder=False)
     before = evaluate_loss(model, ds)
     # An untrained model is close to a uniform guess: loss ≈ log V.
@@ -147,50 +123,3 @@ def test_training_lowers_loss_and_evaluate_loss_matches_keras(tiny_rnn):
     # Same number through Keras (equal-size batches here, so the means agree).
     ds_even = make_char_dataset(TOK.encode(TEXT), seq_len=16, batch_size=4, shuffle=False)
     assert model.evaluate(ds_even, verbose=0) == pytest.approx(evaluate_loss(model, ds_even)["loss"], rel=1e-4)
-
-
-def one_sgd_step_weights(model, x, y, **compile_kw):
-    compiled(model, optimizer=keras.optimizers.SGD(0.5), **compile_kw)
-    loss = model.train_on_batch(x, y)
-    return loss, [w.numpy() for w in model.trainable_weights]
-
-
-def test_xla_step_matches_eager_graph_step(tiny_rnn):
-    x, y = random_ids((4, 12), 5), random_ids((4, 12), 6)
-    ref = tiny_rnn()
-    ref(x)
-    xla = tiny_rnn()
-    xla(x)
-    xla.set_weights(ref.get_weights())
-    initial = [w.numpy() for w in ref.trainable_weights]
-    loss_ref, w_ref = one_sgd_step_weights(ref, x, y, jit_compile=False)
-    loss_xla, w_xla = one_sgd_step_weights(xla, x, y, jit_compile=True)
-    assert np.isfinite(loss_xla) and loss_xla == pytest.approx(loss_ref, rel=1e-5)
-    for a, b in zip(w_ref, w_xla):
-        np.testing.assert_allclose(a, b, atol=1e-5)
-    assert all(not np.allclose(a, b) for a, b in zip(initial, w_ref))  # the step did change every weight
-
-
-def test_mixed_precision(tiny_rnn):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
-        model = compiled(tiny_rnn(), optimizer=keras.optimizers.Adam(1e-2))
-        x, y = random_ids((4, 10), 7), random_ids((4, 10), 8)
-        logits = model(x)
-        assert logits.dtype == "float32"
-        assert model.rnns[0].compute_dtype == "float16" and model.rnns[0].variable_dtype == "float32"
-        assert all(w.dtype == "float32" for w in model.trainable_weights)
-        loss = model.train_on_batch(x, y)
-        assert np.isfinite(loss)
-        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-        # Stepping still matches the full pass (float16 tolerance).
-        full = np.asarray(model(x))
-        out, state = model.read_prompt(x[:, :3])
-        for t in range(3, 10):
-            out, state = model.step(x[:, t], state)
-        np.testing.assert_allclose(np.asarray(out), full[:, -1], atol=2e-2)
-        assert model.generate("to be", 5, seed=0).startswith("to be")
-    finally:
-        keras.config.set_dtype_policy(previous)
-    assert keras.config.dtype_policy().name == previous.name

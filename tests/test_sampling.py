@@ -35,7 +35,7 @@ def softmax(x):
 
 def draw(logits_row, n, **kwargs):
     """n independent draws: one row per draw, all rows equal."""
-    ids = sample_next(np.tile(np.asarray(logits_row, "float32"), (n, 1)), **kwargs)
+    ids = sample(np.tile(np.asarray(logits_row, "float32"), (n, 1)), **kwargs)
     return np.asarray(ids)
 
 
@@ -129,12 +129,12 @@ def test_top_p_after_top_k_renormalises():
 def test_greedy_is_argmax_and_shapes():
     rng = np.random.default_rng(2)
     logits = rng.normal(size=(32, 50)).astype("float32")
-    ids = np.asarray(sample_next(logits, top_k=1))
+    ids = np.asarray(sample(logits, top_k=1))
     assert ids.dtype == np.int32 and ids.shape == (32,)
     np.testing.assert_array_equal(ids, logits.argmax(-1))
     # Temperature -> 0 approaches greedy decoding.
-    np.testing.assert_array_equal(np.asarray(sample_next(logits, temperature=1e-4, seed=0)), logits.argmax(-1))
-    single = sample_next(logits[0], top_k=1)
+    np.testing.assert_array_equal(np.asarray(sample(logits, temperature=1e-4, seed=0)), logits.argmax(-1))
+    single = sample(logits[0], top_k=1)
     assert tuple(single.shape) == () and int(single) == logits[0].argmax()
 
 
@@ -164,21 +164,18 @@ def test_frequencies_with_top_k_and_top_p():
 
 def test_seeds():
     logits = np.tile(LOGITS, (200, 1))
-    a = np.asarray(sample_next(logits, seed=3))
-    np.testing.assert_array_equal(a, np.asarray(sample_next(logits, seed=3)))  # int seed: same draw
+    a = np.asarray(sample(logits, seed=3))
+    np.testing.assert_array_equal(a, np.asarray(sample(logits, seed=3)))  # int seed: same draw
     gen1, gen2 = keras.random.SeedGenerator(7), keras.random.SeedGenerator(7)
-    s1 = [np.asarray(sample_next(logits, seed=gen1)) for _ in range(2)]
-    s2 = [np.asarray(sample_next(logits, seed=gen2)) for _ in range(2)]
+    s1 = [np.asarray(sample(logits, seed=gen1)) for _ in range(2)]
+    s2 = [np.asarray(sample(logits, seed=gen2)) for _ in range(2)]
     np.testing.assert_array_equal(s1[0], s2[0])
     np.testing.assert_array_equal(s1[1], s2[1])
     assert not np.array_equal(s1[0], s1[1])  # a generator moves on
 
 
-def test_sample_next_is_sample_with_positional_arguments():
-    logits = np.tile(LOGITS, (300, 1))
-    np.testing.assert_array_equal(
-        np.asarray(sample_next(logits, 0.7, 3, None, 4)), np.asarray(sample(logits, temperature=0.7, top_k=3, seed=4))
-    )
+def test_sample_next_is_an_alias_of_sample():
+    assert sample_next is sample
 
 
 def test_sample_inside_tf_function_with_tensor_arguments():
@@ -211,20 +208,18 @@ def test_sample_inside_tf_function_with_tensor_arguments():
 def test_bad_sampling_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         sample(LOGITS, **kwargs)
-    with pytest.raises(error, match=match):
-        sample_next(LOGITS, **kwargs)
 
 
 def test_bad_logits():
     for bad in (np.float32(1.0), np.zeros((2, 3, 4), "float32")):
         with pytest.raises(ValueError, match="shape"):
-            sample_next(bad)
+            sample(bad)
         with pytest.raises(ValueError, match="shape"):
             top_k_filter(bad, 1)
         with pytest.raises(ValueError, match="shape"):
             top_p_filter(bad, 0.5)
     with pytest.raises(TypeError, match="floating"):
-        sample_next(np.array([1, 2, 3]))
+        sample(np.array([1, 2, 3]))
     with pytest.raises(ValueError, match="top_k"):
         top_k_filter(LOGITS, 0)
     with pytest.raises(ValueError, match="top_p"):
@@ -518,7 +513,7 @@ def test_matches_keras_hub_samplers():
     greedy = keras_hub.samplers.GreedySampler()
     batch = rng.normal(size=(64, 8)).astype("float32")
     np.testing.assert_array_equal(
-        np.asarray(greedy.get_next_token(greedy.compute_probabilities(batch))), np.asarray(sample_next(batch, top_k=1))
+        np.asarray(greedy.get_next_token(greedy.compute_probabilities(batch))), np.asarray(sample(batch, top_k=1))
     )
 
     cases = [
@@ -529,7 +524,7 @@ def test_matches_keras_hub_samplers():
     ]
     for hub_sampler, ours in cases:
         theirs = np.asarray(hub_sampler.get_next_token(hub_sampler.compute_probabilities(tiled)))
-        mine = np.asarray(sample_next(tiled, seed=9, **ours))
+        mine = np.asarray(sample(tiled, seed=9, **ours))
         c_theirs, c_mine = np.bincount(theirs, minlength=8), np.bincount(mine, minlength=8)
         assert np.array_equal(c_theirs > 0, c_mine > 0), (ours, c_theirs, c_mine)  # same support
         support = c_mine > 0

@@ -1,6 +1,6 @@
-"""Mini-GPT: the config, attention maths, causality, KV cache, cropping, training, XLA, mixed precision.
+"""Mini-GPT: the config, attention maths, causality, KV cache, cropping, training.
 
-The generation contract shared with the char-RNN is tested in test_lm.py, the
+What the GPT shares with the char-RNN (generation, XLA and mixed-precision steps) is tested in test_lm.py, the
 save/load and MirroredStrategy round trips in test_lm_subprocess.py.
 """
 
@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conftest import LM_MAX_LEN, LM_TEXT
+from conftest import LM_MAX_LEN, LM_TEXT, compile_lm, lm_ids
 
 from aigc_tf.metrics import evaluate_loss
 from aigc_tf.text import CharTokenizer, make_char_dataset
@@ -22,27 +22,14 @@ V = TOK.vocab_size
 MAX_LEN = LM_MAX_LEN
 
 
-def random_ids(shape, seed=0, vocab=V):
-    return np.random.default_rng(seed).integers(0, vocab, shape).astype("int32")
-
-
 def config(**fields):
     return GPTConfig(**{"vocab_size": V, "max_len": MAX_LEN, **fields})
 
 
 def sharpen(model, factor=20.0):
     """Scale the token embedding so an untrained model has peaked, input-dependent logits."""
-    model(random_ids((1, 2)))
+    model(lm_ids((1, 2)))
     model.token_embedding.embeddings.assign(model.token_embedding.embeddings * factor)
-    return model
-
-
-def compiled(model, **kw):
-    model.compile(
-        optimizer=kw.pop("optimizer", keras.optimizers.SGD(0.5)),
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        **kw,
-    )
     return model
 
 
@@ -170,7 +157,7 @@ def test_config_bad_fields(fields, error, match):
 def test_logits_shape_dtype_and_parameter_count(tie_weights, use_bias, tiny_gpt):
     E, L = 16, 2
     model = tiny_gpt(num_layers=L, embed_dim=E, tie_weights=tie_weights, use_bias=use_bias)
-    logits = model(random_ids((3, 5)))
+    logits = model(lm_ids((3, 5)))
     assert tuple(logits.shape) == (3, 5, V) and logits.dtype == "float32"
     per_block = 12 * E * E + (9 * E + 4 * E if use_bias else 2 * E)  # weights; biases + 2 LayerNorms
     expected = V * E + MAX_LEN * E + L * per_block + (2 * E if use_bias else E) + (0 if tie_weights else E * V)
@@ -180,7 +167,7 @@ def test_logits_shape_dtype_and_parameter_count(tie_weights, use_bias, tiny_gpt)
 def test_causal_leakage(tiny_gpt):
     # Dropout > 0 must not matter in inference either.
     model = sharpen(tiny_gpt(dropout=0.3))
-    ids = random_ids((2, MAX_LEN), seed=1)
+    ids = lm_ids((2, MAX_LEN), seed=1)
     base = np.asarray(model(ids))
     for t in range(MAX_LEN):
         changed = ids.copy()
@@ -199,12 +186,12 @@ def test_random_token_loss_stays_near_log_v():
     vocab = 16
     keras.utils.set_random_seed(0)
     train, fresh = (
-        random_ids((512, MAX_LEN + 1), seed=3, vocab=vocab),
-        random_ids((256, MAX_LEN + 1), seed=4, vocab=vocab),
+        lm_ids((512, MAX_LEN + 1), seed=3, vocab=vocab),
+        lm_ids((256, MAX_LEN + 1), seed=4, vocab=vocab),
     )
 
     def fit_and_score(shift):
-        model = compiled(GPT(vocab, MAX_LEN, 2, 2, 32, seed=0), optimizer=keras.optimizers.Adam(3e-3))
+        model = compile_lm(GPT(vocab, MAX_LEN, 2, 2, 32, seed=0), keras.optimizers.Adam(3e-3))
         targets = train[:, 1:] if shift else train[:, :-1]
         model.fit(train[:, :-1], targets, batch_size=32, epochs=4, verbose=0)
         return model.evaluate(fresh[:, :-1], fresh[:, 1:] if shift else fresh[:, :-1], verbose=0)
@@ -259,21 +246,12 @@ def test_weight_tying_gradient_has_both_uses(tiny_gpt):
     assert not np.allclose(both[:2], output_only[:2], atol=1e-6)  # seen ids: input use adds gradient
 
 
-def test_dropout_only_in_training(tiny_gpt):
-    model = tiny_gpt(dropout=0.5)
-    ids = random_ids((2, 6))
-    infer = np.asarray(model(ids))
-    np.testing.assert_array_equal(infer, np.asarray(model(ids, training=False)))
-    train1, train2 = np.asarray(model(ids, training=True)), np.asarray(model(ids, training=True))
-    assert not np.allclose(train1, infer) and not np.allclose(train1, train2)
-
-
 # ------------------------------------------------------------------------- KV cache and cropping
 
 
 def test_kv_cache_equals_full_recompute_also_past_max_len(tiny_gpt):
     model = sharpen(tiny_gpt(dropout=0.2))
-    ids = random_ids((2, 3 * MAX_LEN), seed=4)
+    ids = lm_ids((2, 3 * MAX_LEN), seed=4)
     for prompt_len in (1, 5):
         logits, state = model.read_prompt(ids[:, :prompt_len])
         np.testing.assert_allclose(np.asarray(logits), np.asarray(model(ids[:, :prompt_len]))[:, -1], atol=1e-5)
@@ -286,25 +264,25 @@ def test_kv_cache_equals_full_recompute_also_past_max_len(tiny_gpt):
 
 def test_greedy_generation_cached_equals_uncached_and_crops(tiny_gpt):
     model = sharpen(tiny_gpt())
-    prompt = random_ids((3, 5), seed=5)
+    prompt = lm_ids((3, 5), seed=5)
     n = 2 * MAX_LEN + 3  # well past the context
     expected = reference_greedy(model, prompt, n)
     np.testing.assert_array_equal(model.generate(prompt, n, top_k=1, jit_compile=False), expected)
     np.testing.assert_array_equal(model.generate(prompt, n, top_k=1, use_cache=False), expected)
     # A prompt longer than the context is cropped to its last max_len tokens.
-    long_prompt = random_ids((1, MAX_LEN + 4), seed=6)
+    long_prompt = lm_ids((1, MAX_LEN + 4), seed=6)
     out = model.generate(long_prompt, 4, top_k=1, jit_compile=False)
     np.testing.assert_array_equal(out[:, : MAX_LEN + 4], long_prompt)
     np.testing.assert_array_equal(out, reference_greedy(model, long_prompt, 4))
     # The model itself refuses positions past max_len instead of looking them up.
     with pytest.raises(ValueError, match="max_len"):
-        model(random_ids((1, MAX_LEN + 1)))
+        model(lm_ids((1, MAX_LEN + 1)))
     assert model.position_embedding.embeddings.shape == (MAX_LEN, 16)
 
 
 def test_xla_generation_equals_graph_generation(tiny_gpt):
     model = sharpen(tiny_gpt())
-    prompt = random_ids((2, 3), seed=7)
+    prompt = lm_ids((2, 3), seed=7)
     n = MAX_LEN + 4
     np.testing.assert_array_equal(
         model.generate(prompt, n, top_k=1, jit_compile=True), reference_greedy(model, prompt, n)
@@ -362,52 +340,3 @@ def test_short_training_beats_the_unigram_baseline():
     )
     after = evaluate_loss(model, val)["loss"]
     assert after < unigram - 0.2, (after, unigram)
-
-
-def one_sgd_step_weights(model, x, y, **compile_kw):
-    compiled(model, optimizer=keras.optimizers.SGD(0.5), **compile_kw)
-    loss = model.train_on_batch(x, y)
-    return loss, [w.numpy() for w in model.trainable_weights]
-
-
-def test_xla_fit_step_matches_graph_step(tiny_gpt):
-    x, y = random_ids((4, MAX_LEN), 5), random_ids((4, MAX_LEN), 6)
-    ref, xla = tiny_gpt(), tiny_gpt()
-    ref(x)
-    xla(x)
-    xla.set_weights(ref.get_weights())
-    initial = [w.numpy() for w in ref.trainable_weights]
-    loss_ref, w_ref = one_sgd_step_weights(ref, x, y, jit_compile=False)
-    loss_xla, w_xla = one_sgd_step_weights(xla, x, y, jit_compile=True)
-    assert np.isfinite(loss_xla) and loss_xla == pytest.approx(loss_ref, rel=1e-5)
-    for a, b in zip(w_ref, w_xla):
-        np.testing.assert_allclose(a, b, atol=1e-5)
-    assert all(not np.allclose(a, b) for a, b in zip(initial, w_ref))  # the step changed every weight
-
-
-def test_mixed_precision(tiny_gpt):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    try:
-        model = compiled(tiny_gpt(), optimizer=keras.optimizers.Adam(1e-2))
-        x, y = random_ids((4, MAX_LEN), 7), random_ids((4, MAX_LEN), 8)
-        logits, weights = model(x, return_attention_scores=True)
-        assert logits.dtype == "float32" and weights[0].dtype == "float32"
-        assert model.blocks[0].attn.compute_dtype == "float16"
-        assert all(w.dtype == "float32" for w in model.trainable_weights)
-        loss = model.train_on_batch(x, y)
-        assert np.isfinite(loss)
-        assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
-        # Large activations: the float32 softmax stays finite.
-        model.token_embedding.embeddings.assign(model.token_embedding.embeddings * 100.0)
-        assert np.all(np.isfinite(np.asarray(model(x))))
-        # The cache (float16) still matches the full pass.
-        full = np.asarray(model(x))
-        out, state = model.read_prompt(x[:, :3])
-        for t in range(3, MAX_LEN):
-            out, state = model.step(x[:, t], state)
-        np.testing.assert_allclose(np.asarray(out), full[:, -1], atol=5e-2, rtol=2e-2)
-        assert model.generate("to be", 5, seed=0, jit_compile=False).startswith("to be")
-    finally:
-        keras.config.set_dtype_policy(previous)
-    assert keras.config.dtype_policy().name == previous.name
