@@ -1,7 +1,8 @@
 """Metrics: sample quality of image generators, and language-model losses.
 
 * :mod:`aigc_tf.metrics.images` — classifier FID/KID, recognisable rate,
-  class coverage, Inception FID;
+  class coverage;
+* :mod:`aigc_tf.metrics.inception` — the standard Inception FID (online);
 * :mod:`aigc_tf.metrics.text` — :func:`evaluate_loss`, :func:`bits_per_char`,
   :func:`perplexity`.
 
@@ -18,15 +19,13 @@ from aigc_tf.metrics.images import (
     evaluate_samples,
     frechet_distance,
     frechet_distance_from_moments,
-    inception_features,
-    inception_fid,
     kernel_distance,
     load_classifier,
-    load_inception,
     make_classifier,
     polynomial_mmd2_unbiased,
     recognisable_rate,
 )
+from aigc_tf.metrics.inception import inception_features, inception_fid, load_inception
 from aigc_tf.metrics.text import bits_per_char, evaluate_loss, perplexity
 
 __all__ = [
