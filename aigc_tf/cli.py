@@ -253,7 +253,10 @@ def _sample(args: argparse.Namespace) -> int:
     from aigc_tf.images import to_unit_range
     from aigc_tf.plotting import tile_images
 
-    images = model.generate(args.num_images, args.seed, labels=_labels(args.labels))
+    labels = _labels(args.labels)
+    if labels is None and run["kind"] == "cgan":  # the classes in turn, one per grid cell
+        labels = [i % model.num_classes for i in range(args.num_images)]
+    images = model.generate(args.num_images, args.seed, labels=labels)
     grid = tile_images(to_unit_range(images), pad_value=1.0)
     out = args.out or args.run / "samples.png"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -49,7 +49,7 @@ class Recipe:
             :class:`aigc_tf.callbacks.TimeBudget` arguments (empty: constant).
         compile: extra ``compile`` arguments (``jit_compile``, ``steps_per_execution``).
         data: data-pipeline settings (``seq_len``, ``stride``, ``val_chars``, ``binarize``).
-        evaluation: evaluation sizes (``num_samples``, ``test_split``, ``num_importance_samples``).
+        evaluation: evaluation sizes (``num_samples``, ``test_split``, ``num_importance_samples``, …).
         benchmark: the benchmark scripts' sizes (``throughput_steps``, ``rounds``, ``num_samples``,
             ``trial_steps``): they time and score what the chapter trains.
     """
@@ -120,14 +120,16 @@ class Recipe:
             return cls(tokenizer.vocab_size, tokenizer=tokenizer, seed=seed, **kwargs)
         return cls(**kwargs, seed=seed)
 
-    def compile_model(self, model, *, learning_rate: Any = None) -> None:
+    def compile_model(self, model, *, learning_rate: Any = None, **flags: Any) -> None:
         """Compile ``model`` with the recipe's optimizer(s), loss and compile flags.
 
         Args:
             model: from :meth:`build_model`.
             learning_rate: replaces the recipe's learning rate (a float or a schedule).
+            **flags: ``compile`` arguments that replace the recipe's (e.g. ``jit_compile=False``
+                for a short run, where compiling with XLA costs more than it saves).
         """
-        flags = dict(self.compile)
+        flags = {**self.compile, **flags}
         if self.kind in GANS:
             model.compile(
                 d_optimizer=self.build_optimizer(learning_rate),
@@ -204,7 +206,7 @@ _GAN = {
         train_split="train[:1024]",
         steps_per_epoch=10,
         budgets=dict(main=6, short=4, benchmark=20),
-        evaluation=dict(num_samples=500, test_split="test[:1000]"),
+        evaluation=dict(num_samples=500, test_split="test[:1000]", grid_every=1, inception_samples=50),
         benchmark=dict(throughput_steps=20, rounds=2, num_samples=1000, trial_steps=30, trial_samples=500),
     ),
     "cpu": dict(
@@ -213,16 +215,16 @@ _GAN = {
         batch_size=64,
         steps_per_epoch=100,
         budgets=dict(main=210, short=120, benchmark=8 * 60),
-        evaluation=dict(num_samples=10_000, test_split="test"),
+        evaluation=dict(num_samples=10_000, test_split="test", grid_every=4, inception_samples=500),
         benchmark=dict(throughput_steps=60, rounds=5, num_samples=10_000, trial_steps=3000, trial_samples=5000),
     ),
     "gpu": dict(
-        model=dict(latent_dim=128, generator_filters=(256, 128), discriminator_filters=(64, 128), dropout=0.3),
+        model=dict(latent_dim=128, generator_filters=(128, 64), discriminator_filters=(64, 128), dropout=0.3),
         optimizer=dict(name="adam", learning_rate=2e-4, beta_1=0.5),  # the DCGAN paper's
         batch_size=128,
         steps_per_epoch=200,
         budgets=dict(main=12 * 60, short=5 * 60, benchmark=5 * 60),
-        evaluation=dict(num_samples=10_000, test_split="test"),
+        evaluation=dict(num_samples=10_000, test_split="test", grid_every=4, inception_samples=10_000),
         benchmark=dict(throughput_steps=400, rounds=5, num_samples=10_000, trial_steps=3000, trial_samples=5000),
     ),
 }
@@ -244,21 +246,21 @@ _VAE = {
         train_split="train[:2048]",
         steps_per_epoch=10,
         budgets=dict(main=3, short=1, benchmark=20),
-        evaluation=dict(num_samples=500, num_importance_samples=10, test_split="test[:500]"),
+        evaluation=dict(num_samples=500, num_importance_samples=10, test_split="test[:500]", num_quick=100),
         benchmark=dict(throughput_steps=20, rounds=2, num_importance_samples=10),
     ),
     "cpu": dict(
         model=_VAE_SMALL,
         steps_per_epoch=100,
         budgets=dict(main=300, short=35, benchmark=9 * 60),
-        evaluation=dict(num_samples=10_000, num_importance_samples=200, test_split="test"),
+        evaluation=dict(num_samples=10_000, num_importance_samples=200, test_split="test", num_quick=500),
         benchmark=dict(throughput_steps=60, rounds=5, num_importance_samples=100),
     ),
     "gpu": dict(
         model=dict(latent_dim=32, filters=(32, 64), dense_units=512),
         steps_per_epoch=200,
         budgets=dict(main=15 * 60, short=3 * 60, benchmark=5 * 60),
-        evaluation=dict(num_samples=10_000, num_importance_samples=5000, test_split="test"),
+        evaluation=dict(num_samples=10_000, num_importance_samples=5000, test_split="test", num_quick=1000),
         benchmark=dict(throughput_steps=400, rounds=5, num_importance_samples=5000),
     ),
 }

@@ -185,8 +185,8 @@ def load_checkpoint(folder: str | Path) -> tuple[keras.Model, dict[str, Any]]:
 
 
 def _optimizers(model) -> list:
-    pair = [getattr(model, name, None) for name in ("d_optimizer", "g_optimizer")]
-    return [o for o in pair if o is not None] or [model.optimizer]
+    # GANs train two optimizers and say which (the generator's last); other models have one.
+    return list(model.training_optimizers()) if hasattr(model, "training_optimizers") else [model.optimizer]
 
 
 def _iterations(model) -> int:

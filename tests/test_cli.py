@@ -117,3 +117,42 @@ def test_resume_refuses_a_run_of_another_kind(tmp_path, capsys):
     assert "is a 'vae' run, not 'gpt'" in capsys.readouterr().err
     assert main(["train", "vae", "--out", str(run)]) == 2
     assert "already holds a run; pass --resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["dcgan", "cgan", "clustered-gan", "char-rnn", "gpt"])
+def test_every_kind_trains_samples_and_evaluates(tmp_path, capsys, kind):
+    run = tmp_path / kind
+    steps = "50" if kind == "gpt" else "10"  # a multiple of the recipe's steps per compiled call
+    assert main(["train", kind, "--profile", "smoke", "--steps", steps, "--out", str(run), "--quiet"]) == 0
+    model, progress = load_checkpoint(run)
+    assert progress["step"] == int(steps)
+    capsys.readouterr()
+    if kind in ("char-rnn", "gpt"):
+        assert main(["sample", str(run), "--prompt", "ROMEO:", "--max-new-tokens", "20", "--seed", "0"]) == 0
+        text = capsys.readouterr().out
+        assert text.startswith("ROMEO:") and len(text.rstrip("\n")) == len("ROMEO:") + 20
+        assert main(["sample", str(run), "--prompt", "ROMEO:", "--max-new-tokens", "8", "--beams", "3"]) == 0
+        beams = capsys.readouterr().out
+        assert main(["sample", str(run), "--prompt", "ROMEO:", "--max-new-tokens", "8", "--beams", "3"]) == 0
+        assert capsys.readouterr().out == beams  # beam search is deterministic
+    else:
+        assert main(["sample", str(run), "-n", "10", "--seed", "0", "--out", str(tmp_path / "a.png")]) == 0
+        assert main(["sample", str(run), "-n", "10", "--seed", "0", "--out", str(tmp_path / "b.png")]) == 0
+        import imageio.v3 as iio
+
+        a, b = iio.imread(tmp_path / "a.png"), iio.imread(tmp_path / "b.png")
+        np.testing.assert_array_equal(a, b)  # the same seed, the same grid
+        assert a.std() > 0
+        capsys.readouterr()
+    assert main(["evaluate", str(run), "--num-samples", "100"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].startswith("| run | kind | profile | steps |") and f"| {kind} | smoke | {int(steps)} |" in table[2]
+
+
+def test_image_labels_are_checked(tmp_path, capsys):
+    run = tmp_path / "dcgan"
+    assert main(["train", "dcgan", "--profile", "smoke", "--steps", "2", "--out", str(run), "--quiet"]) == 0
+    assert main(["sample", str(run), "--labels", "1,2"]) == 2
+    assert "labels" in capsys.readouterr().err
+    assert main(["sample", str(run), "--prompt", "hi"]) == 2
+    assert "makes images, not text" in capsys.readouterr().err
