@@ -266,10 +266,19 @@ class LanguageModel(keras.Model):
                 state.assign(ops.convert_to_tensor([seed, 0], dtype=state.dtype))
             # The uncached loop slices the text to its growing length: no XLA (dynamic shapes).
             jit = use_cache and (self.default_jit_compile if jit_compile is None else jit_compile)
-            new = self._sample(ids, max_new_tokens, temperature, top_k, top_p, processors, use_cache, jit)
+            new = self._sample(
+                ids,
+                max_new_tokens,
+                temperature=temperature,
+                top_k=top_k,
+                top_p=top_p,
+                processors=processors,
+                use_cache=use_cache,
+                jit_compile=jit,
+            )
         return self._format_output(np.concatenate([ids, new.astype(np.int32)], axis=1), was_1d, as_str)
 
-    def _sample(self, ids, num_tokens, temperature, top_k, top_p, processors, use_cache, jit_compile):
+    def _sample(self, ids, num_tokens, *, temperature, top_k, top_p, processors, use_cache, jit_compile):
         """Read the prompt and sample in one compiled program (cached per setting)."""
         batch, length = ids.shape
         if jit_compile:  # XLA needs static shapes: a buffer of a bucketed size
@@ -338,9 +347,9 @@ class LanguageModel(keras.Model):
         ``top_k`` fixes a static shape and the processors are Python code, so
         each setting is its own compiled program; keeping them apart avoids
         retracing one function back and forth when settings alternate.
-        (``python_function`` is a ``functools.partial``: TensorFlow then counts
-        the traces of each setting separately and does not report the first
-        trace of every new setting as excessive retracing.)
+        (With a ``functools.partial`` per setting TensorFlow counts the traces
+        of each setting separately and does not report the first trace of
+        every new setting as excessive retracing.)
         """
         if key not in self._compiled_functions:
             self._compiled_functions[key] = tf.function(python_function, reduce_retracing=True, jit_compile=jit_compile)

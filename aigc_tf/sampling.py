@@ -32,7 +32,6 @@ The step-function protocol, used by both :func:`sample_loop` and :func:`beam_sea
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -293,10 +292,13 @@ def sample_loop(
     processors = tuple(logits_processors)
     stateless = state is None
     length = ops.cast(length, "int32")
-    chooser = functools.partial(_choose, seed=seed, top_k=top_k, processors=processors)
 
-    def choose(i: Any, logits: Any, tokens: Any) -> Any:
-        return chooser(logits, tokens, length + i, temperature, top_p)
+    def choose(i: Any, logits: Any, tokens: Any) -> tuple[Any, Any]:  # token i: process, draw, write
+        position = length + i
+        for processor in processors:
+            logits = processor(logits, tokens, position)
+        token = _draw(logits, temperature, top_k, top_p, seed)
+        return token, ops.slice_update(tokens, [0, position], token[:, None])
 
     def body(i: Any, logits: Any, state: Any, tokens: Any) -> tuple[Any, Any, Any, Any]:
         token, tokens = choose(i, logits, tokens)
@@ -313,14 +315,6 @@ def sample_loop(
             lambda i, *_: i < num_tokens - 1, body, (ops.zeros((), "int32"), logits, carried, tokens)
         )
     return choose(i, logits, tokens)[1]
-
-
-def _choose(logits, tokens, position, temperature, top_p, seed, *, top_k, processors):
-    """One step of :func:`sample_loop`: process the logits, draw a token, write it at ``position``."""
-    for processor in processors:
-        logits = processor(logits, tokens, position)
-    token = _draw(logits, temperature, top_k, top_p, seed)
-    return token, ops.slice_update(tokens, [0, position], token[:, None])
 
 
 @dataclass(frozen=True)
