@@ -89,6 +89,13 @@ class SampleGridCallback(keras.callbacks.Callback):
         return path
 
 
+def training_optimizers(model: keras.Model) -> list:
+    """The optimizers ``fit`` steps: the model's ``training_optimizers()`` when it defines them
+    (the GANs: D's, then G's), else its ``optimizer``. The last one counts the steps."""
+    listed = getattr(model, "training_optimizers", None)
+    return list(listed()) if callable(listed) else [model.optimizer]
+
+
 class TimeBudget(keras.callbacks.Callback):
     """Train for a wall-clock budget instead of a number of epochs.
 
@@ -111,13 +118,24 @@ class TimeBudget(keras.callbacks.Callback):
         peak_lr: the learning rate at the start (``None``: leave it alone).
         final_fraction: the learning rate at the end, as a fraction of ``peak_lr``.
         verbose: print one line per epoch.
+        spent: seconds of the budget already used (a resumed run carries on along the same curve).
+        clock: the clock to read (seconds); tests pass a fake one.
     """
 
     def __init__(
-        self, seconds: float, peak_lr: float | None = None, final_fraction: float = 0.05, verbose: bool = True
+        self,
+        seconds: float,
+        peak_lr: float | None = None,
+        final_fraction: float = 0.05,
+        verbose: bool = True,
+        *,
+        spent: float = 0.0,
+        clock: Callable[[], float] = time.perf_counter,
     ):
         super().__init__()
         self.seconds = check_float("seconds", seconds, low=0.0, low_inclusive=False)
+        self.spent = check_float("spent", spent, low=0.0)
+        self.clock = clock
         self.peak_lr = None if peak_lr is None else check_float("peak_lr", peak_lr, low=0.0, low_inclusive=False)
         self.final_fraction = check_float("final_fraction", final_fraction, low=0.0, high=1.0)
         self.verbose = verbose
@@ -131,15 +149,15 @@ class TimeBudget(keras.callbacks.Callback):
         return self.peak_lr * (self.final_fraction + (1.0 - self.final_fraction) * cosine)
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        """Seconds of the budget used so far (``spent`` included)."""
+        return self.spent + self.clock() - self.start
 
     def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
+        self.start = self.clock()
 
     def optimizers(self) -> list:
-        """The model's ``training_optimizers()`` when it defines them, else its ``optimizer``."""
-        listed = getattr(self.model, "training_optimizers", None)
-        return list(listed()) if callable(listed) else [self.model.optimizer]
+        """The optimizers the schedule drives: see :func:`training_optimizers`."""
+        return training_optimizers(self.model)
 
     def on_train_batch_begin(self, batch, logs=None):
         if self.peak_lr is not None:

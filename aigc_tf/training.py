@@ -20,6 +20,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from aigc_tf.callbacks import TimeBudget, training_optimizers
 from aigc_tf.recipes import GANS, LANGUAGE_MODELS, Recipe
 from aigc_tf.validation import check_int, check_optional_int
 
@@ -184,13 +185,8 @@ def load_checkpoint(folder: str | Path) -> tuple[keras.Model, dict[str, Any]]:
 # --------------------------------------------------------------------------- #
 
 
-def _optimizers(model) -> list:
-    # GANs train two optimizers and say which (the generator's last); other models have one.
-    return list(model.training_optimizers()) if hasattr(model, "training_optimizers") else [model.optimizer]
-
-
 def _iterations(model) -> int:
-    return int(_optimizers(model)[-1].iterations.numpy())
+    return int(training_optimizers(model)[-1].iterations.numpy())
 
 
 def step_schedule(recipe: Recipe, steps: int):
@@ -207,30 +203,15 @@ def step_schedule(recipe: Recipe, steps: int):
     )
 
 
-class _Budget(keras.callbacks.Callback):
-    """Stops ``fit`` at a step count or a deadline, sets a time-based learning rate, checkpoints each epoch."""
+class _StepsAndCheckpoints(keras.callbacks.Callback):
+    """Stops ``fit`` at a step count and saves a checkpoint at every epoch end."""
 
-    def __init__(self, recipe, *, steps, seconds, spent, checkpoint_dir):
+    def __init__(self, *, steps: int | None, checkpoint_dir, elapsed):
         super().__init__()
-        self.steps, self.seconds, self.spent, self.checkpoint_dir = steps, seconds, spent, checkpoint_dir
-        self.schedule = step_schedule(recipe, 10_000) if seconds is not None else None
-
-    def elapsed(self) -> float:
-        return self.spent + time.perf_counter() - self.start
-
-    def on_train_begin(self, logs=None):
-        self.start = time.perf_counter()
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if self.schedule is not None:  # the cosine over the fraction of the time budget spent
-            lr = float(self.schedule(min(1.0, self.elapsed() / self.seconds) * 10_000))
-            for optimizer in _optimizers(self.model):
-                optimizer.learning_rate.assign(lr)
+        self.steps, self.checkpoint_dir, self.elapsed = steps, checkpoint_dir, elapsed
 
     def on_train_batch_end(self, batch, logs=None):
         if self.steps is not None and _iterations(self.model) >= self.steps:
-            self.model.stop_training = True
-        if self.seconds is not None and self.elapsed() >= self.seconds:
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):
@@ -295,16 +276,22 @@ def train_recipe(
     if (steps is not None and done >= steps) or (seconds is not None and spent >= seconds):
         return {"steps": done, "seconds": spent, "history": {}}
     epochs = 10**6 if steps is None else -(-(steps - done) // every)
-    budget = _Budget(recipe, steps=steps, seconds=seconds, spent=spent, checkpoint_dir=checkpoint_dir)
+    if steps is None:  # the time budget and its learning-rate curve, carried on from `spent`
+        budget = TimeBudget(seconds, verbose=False, spent=spent, **dict(recipe.schedule))
+        elapsed = budget.elapsed
+    else:
+        budget, start = None, time.perf_counter()
+        elapsed = lambda: spent + time.perf_counter() - start  # noqa: E731
+    stepper = _StepsAndCheckpoints(steps=steps, checkpoint_dir=checkpoint_dir, elapsed=elapsed)
     history = model.fit(
         data,
         steps_per_epoch=every,
         epochs=epochs,
         verbose=verbose,
         shuffle=False,
-        callbacks=[budget, *(callbacks or [])],
+        callbacks=[c for c in (budget, stepper) if c is not None] + list(callbacks or []),
     ).history
-    return {"steps": _iterations(model), "seconds": budget.elapsed(), "history": history}
+    return {"steps": _iterations(model), "seconds": elapsed(), "history": history}
 
 
 def prepare(recipe: Recipe, model, dataset) -> None:
