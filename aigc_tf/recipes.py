@@ -276,6 +276,8 @@ _RNN = {
         steps_per_epoch=10,
         budgets=dict(main=12, benchmark=30),
         data=dict(seq_len=32, stride=None, val_chars=20_000),
+        evaluation=dict(num_sample_chars=120, num_beam_chars=80),
+        benchmark=dict(throughput_steps=5, rounds=2, new_chars=100),
     ),
     "cpu": dict(
         model=dict(embedding_dim=64, units=384, num_layers=1, dropout=0.0),
@@ -284,6 +286,8 @@ _RNN = {
         steps_per_epoch=100,
         budgets=dict(main=390, benchmark=9 * 60),
         data=dict(seq_len=100, stride=None, val_chars=None),
+        evaluation=dict(num_sample_chars=300, num_beam_chars=200),
+        benchmark=dict(throughput_steps=20, rounds=3, new_chars=500),
     ),
     "gpu": dict(
         model=dict(embedding_dim=128, units=512, num_layers=2, dropout=0.2),
@@ -292,6 +296,8 @@ _RNN = {
         steps_per_epoch=200,
         budgets=dict(main=20 * 60, benchmark=20 * 60),
         data=dict(seq_len=100, stride=None, val_chars=None),
+        evaluation=dict(num_sample_chars=400, num_beam_chars=200),
+        benchmark=dict(throughput_steps=20, rounds=3, new_chars=500),
     ),
 }
 

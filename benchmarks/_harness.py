@@ -28,6 +28,7 @@ HEADER = "| benchmark | machine | profile | time | metric |\n|---|---|---|---|--
 __all__ = [
     "HEADER",
     "RESULTS",
+    "SHAKESPEARE_VOCAB",
     "Timing",
     "StepComparison",
     "add_common_arguments",
@@ -37,6 +38,7 @@ __all__ = [
     "machine",
     "ratio_summary",
     "row",
+    "run_modes",
     "time_interleaved",
     "write_rows",
 ]
@@ -172,3 +174,14 @@ def ratio_summary(result: StepComparison, ours: str, base: str, same_flags: tupl
         f"{r[ours] / r[same_flags[1]]:.2f}x ({same_flags[0]}), {r[default] / r[base]:.2f}x (default compile); "
         f"CPU time per step: {c[base] / c[ours]:.2f}x"
     )
+
+
+#: tiny Shakespeare's 65 characters, for speed benchmarks that need no text.
+SHAKESPEARE_VOCAB = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+
+
+def run_modes(script: str, args: argparse.Namespace, modes: dict[str, Callable[[], list[str]]], default) -> None:
+    """Run the modes switched on in ``args`` (``--speed`` → ``args.speed``), else ``default``; write the rows."""
+    chosen = [name for name in modes if getattr(args, name, False)] or list(default)
+    rows = [line for name in chosen for line in modes[name]()]
+    write_rows(script, rows, args)

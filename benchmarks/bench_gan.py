@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from _harness import add_common_arguments, compare_train_steps, ratio_summary, row, write_rows
+from _harness import add_common_arguments, compare_train_steps, ratio_summary, row, run_modes
 
 import keras
 import numpy as np
@@ -388,17 +388,12 @@ def main(argv: list[str] | None = None) -> None:
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     profile = args.profile or get_profile()
-    if not (args.throughput or args.quality or args.trials):
-        args.throughput = args.quality = True
-
-    rows: list[str] = []
-    if args.throughput:
-        rows += bench_throughput(get_recipe("dcgan", profile))
-    if args.trials:
-        rows += bench_trials(get_recipe("dcgan", profile))
-    if args.quality:
-        rows += bench_quality(quality_recipe(args, profile), args.final_lr_fraction)
-    write_rows("bench_gan.py", rows, args)
+    modes = {
+        "throughput": lambda: bench_throughput(get_recipe("dcgan", profile)),
+        "trials": lambda: bench_trials(get_recipe("dcgan", profile)),
+        "quality": lambda: bench_quality(quality_recipe(args, profile), args.final_lr_fraction),
+    }
+    run_modes("bench_gan.py", args, modes, default=["throughput", "quality"])
 
 
 if __name__ == "__main__":

@@ -23,38 +23,34 @@ Usage::
     python benchmarks/bench_gpt.py --throughput
     python benchmarks/bench_gpt.py --quality                 # 8 min 24 s of training
     python benchmarks/bench_gpt.py --quality --budget 60     # a short smoke run
-    python benchmarks/bench_gpt.py --results benchmarks/RESULTS.md   # also append the table
+    python benchmarks/bench_gpt.py --no-results              # print only
+
+The model and batch are the ``gpt`` recipe at the ``cpu`` profile (:mod:`aigc_tf.recipes`);
+rows are appended to ``benchmarks/RESULTS.md`` unless ``--no-results``.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
-import os
-import platform
-import sys
 import time
-from pathlib import Path
+from _harness import SHAKESPEARE_VOCAB, add_common_arguments, compare_train_steps, row, run_modes
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import keras
+import numpy as np
+import tensorflow as tf
+from keras import layers, ops
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import layers, ops  # noqa: E402
+from aigc_tf.config import get_profile
+from aigc_tf.metrics import bits_per_char, evaluate_loss
+from aigc_tf.recipes import get_recipe
+from aigc_tf.text import CharTokenizer, make_char_dataset, nanogpt_split
+from aigc_tf.transformer import GPT
 
-from aigc_tf.config import get_profile  # noqa: E402
-from aigc_tf.rnn import bits_per_char, evaluate_loss  # noqa: E402
-from aigc_tf.text import CharTokenizer, make_char_dataset, nanogpt_split  # noqa: E402
-from aigc_tf.transformer import GPT  # noqa: E402
-
-HEADER = "| benchmark | machine | profile | time | metric |\n|---|---|---|---|---|\n"
-VOCAB = "\n !$&',-.3:;?ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # tiny Shakespeare's 65 characters
-
-# nanoGPT's README CPU configuration.
-NANOGPT = dict(num_layers=4, num_heads=4, embed_dim=128, max_len=64, dropout=0.0, use_bias=False, tie_weights=True)
-BATCH, LR, MIN_LR, WARMUP = 12, 1e-3, 1e-4, 100
+# nanoGPT's README CPU configuration: the gpt recipe at the cpu profile (aigc_tf/recipes.py).
+RECIPE = get_recipe("gpt", "cpu")
+NANOGPT = dict(RECIPE.model)
+BATCH, LR, MIN_LR, WARMUP = RECIPE.batch_size, RECIPE.optimizer["learning_rate"], 1e-4, 100
 
 # nanoGPT measured on a 2-core machine of this kind (torch 2.13 CPU): (iteration, val loss).
 # 2,000 iterations (lr decay over 2,000) took 115.5 s; 10,000 (decay over 10,000) took 504.5 s.
@@ -86,22 +82,13 @@ NANOGPT_10K = [
 NANOGPT_2K_SECONDS, NANOGPT_10K_SECONDS = 115.5, 504.5
 
 
-def machine() -> str:
-    gpus = tf.config.list_physical_devices("GPU")
-    return f"{os.cpu_count()} CPU cores{', ' + str(len(gpus)) + ' GPU' if gpus else ', no GPU'}, {platform.machine()}"
-
-
-def row(benchmark: str, profile: str, seconds: float, metric: str) -> str:
-    return f"| {benchmark} | {machine()} | {profile} | {seconds:.1f} s | {metric} |\n"
-
-
 # ----------------------------------------------------------------------------- (b) generation speed
 
 
 def bench_speed(profile: str, prompt_len: int = 64, new_tokens: int = 256) -> list[str]:
     """Tokens/s at batch 1: KV cache (XLA loop, graph loop) vs re-running the context for every token."""
     keras.utils.set_random_seed(0)
-    tok = CharTokenizer(VOCAB)
+    tok = CharTokenizer(SHAKESPEARE_VOCAB)
     prompt = np.random.default_rng(0).integers(0, tok.vocab_size, prompt_len).astype("int32")
     rows = []
     # A context long enough for prompt + new tokens (no cropping), then nanoGPT's context of 64
@@ -109,7 +96,10 @@ def bench_speed(profile: str, prompt_len: int = 64, new_tokens: int = 256) -> li
     for max_len in (prompt_len + new_tokens, NANOGPT["max_len"]):
         size = {**NANOGPT, "max_len": max_len}
         model = GPT(tok.vocab_size, tokenizer=tok, seed=0, **size)
-        desc = f"{size['num_layers']}x{size['embed_dim']}, context {max_len}, batch 1, {prompt_len}-token prompt + {new_tokens} new"
+        desc = (
+            f"{size['num_layers']}x{size['embed_dim']}, context {max_len}, batch 1, "
+            f"{prompt_len}-token prompt + {new_tokens} new"
+        )
         paths = {
             "KV cache, XLA loop": dict(use_cache=True, jit_compile=True),
             "KV cache, graph loop": dict(use_cache=True, jit_compile=False),
@@ -167,7 +157,10 @@ class PositionEmbedding(layers.Layer):
 
 
 def plain_keras_gpt(vocab_size: int, max_len: int, num_layers: int, num_heads: int, embed_dim: int) -> keras.Model:
-    """The same GPT from stock Keras layers: MultiHeadAttention(use_causal_mask=True), biases everywhere, untied head."""
+    """The same GPT from stock Keras layers.
+
+    MultiHeadAttention(use_causal_mask=True), biases everywhere, an untied head.
+    """
     ids = keras.Input((max_len,), dtype="int32")
     x = PositionEmbedding(max_len)(layers.Embedding(vocab_size, embed_dim)(ids))
     for _ in range(num_layers):
@@ -179,63 +172,52 @@ def plain_keras_gpt(vocab_size: int, max_len: int, num_layers: int, num_heads: i
     return keras.Model(ids, layers.Dense(vocab_size, use_bias=False)(x))
 
 
-def bench_throughput(profile: str, steps: int = 200, repeats: int = 3) -> list[str]:
-    """Train-step tokens/s: GPT vs plain Keras GPT, under several compile settings (best of ``repeats``)."""
+def bench_throughput(profile: str, steps: int = 200, rounds: int = 3) -> list[str]:
+    """Train-step tokens/s: GPT vs plain Keras GPT, interleaved, under several compile settings (best of ``rounds``)."""
     size = {**NANOGPT, "use_bias": True, "tie_weights": False}  # what the plain Keras layers have
-    T = size["max_len"]
+    T, vocab_size = size["max_len"], len(SHAKESPEARE_VOCAB)
     rng = np.random.default_rng(0)
-    x = rng.integers(0, 65, (steps * BATCH, T)).astype("int32")
-    y = rng.integers(0, 65, (steps * BATCH, T)).astype("int32")
+    x = rng.integers(0, vocab_size, (steps * BATCH, T)).astype("int32")
+    y = rng.integers(0, vocab_size, (steps * BATCH, T)).astype("int32")
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH, drop_remainder=True).cache().prefetch(tf.data.AUTOTUNE)
     settings = {
         "graph, 1 step/call": dict(jit_compile=False, steps_per_execution=1),
         "XLA, 1 step/call": dict(jit_compile=True, steps_per_execution=1),
         "XLA, 50 steps/call": dict(jit_compile=True, steps_per_execution=50),
     }
-    rows, results = [], {}
+
+    def make(name: str, flags: dict) -> keras.Model:
+        keras.utils.set_random_seed(0)
+        if name == "GPT":
+            model = GPT(vocab_size, seed=0, **size)
+        else:
+            model = plain_keras_gpt(vocab_size, T, size["num_layers"], size["num_heads"], size["embed_dim"])
+        model(x[:1])
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        model.compile(optimizer=keras.optimizers.AdamW(LR), loss=loss, **flags)
+        return model
+
+    rows = []
     for setting, flags in settings.items():
-        for name in ("GPT", "plain Keras"):
-            keras.utils.set_random_seed(0)
-            model = (
-                GPT(65, seed=0, **size)
-                if name == "GPT"
-                else plain_keras_gpt(65, T, size["num_layers"], size["num_heads"], size["embed_dim"])
-            )
-            model(x[:1])
-            model.compile(
-                optimizer=keras.optimizers.AdamW(1e-3),
-                loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                **flags,
-            )
-            model.fit(ds.take(50), epochs=1, verbose=0)  # trace/compile
-            best, best_cpu = math.inf, math.inf
-            for _ in range(repeats):
-                start, cpu_start = time.perf_counter(), time.process_time()
-                model.fit(ds, epochs=1, verbose=0)
-                best, best_cpu = min(best, time.perf_counter() - start), min(best_cpu, time.process_time() - cpu_start)
-            results[(setting, name)] = steps * BATCH * T / best
-            print(
-                f"  {setting:22s} {name:12s} {results[(setting, name)]:9,.0f} tokens/s "
-                f"({1000 * best / steps:.1f} ms/step, {1000 * best_cpu / steps:.1f} CPU-ms/step, "
-                f"{model.count_params():,} params)",
-                flush=True,
-            )
+        models = {name: make(name, flags) for name in ("GPT", "plain Keras")}
+        result = compare_train_steps(models, ds, steps=steps, batch=BATCH * T, rounds=rounds, warmup=50)
+        for name in models:
             rows.append(
                 row(
-                    f"GPT train step, {name}, {setting} (batch {BATCH}x{T}, {steps} steps, best of {repeats})",
+                    f"GPT train step, {name}, {setting} (batch {BATCH}x{T}, {steps} steps, best of {rounds}, "
+                    "interleaved)",
                     profile,
-                    best,
-                    f"{results[(setting, name)]:,.0f} tokens/s ({1000 * best / steps:.1f} ms/step, "
-                    f"{1000 * best_cpu / steps:.1f} CPU-ms/step; nanoGPT ~50 ms/iter, ~100 CPU-ms/iter)",
+                    result.total_seconds / 2,
+                    f"{result.rate[name]:,.0f} tokens/s ({1000 * BATCH * T / result.rate[name]:.1f} ms/step, "
+                    f"{result.cpu_ms[name]:.1f} CPU-ms/step; nanoGPT ~50 ms/iter, ~100 CPU-ms/iter)",
                 )
             )
-    for setting in settings:
         rows.append(
             row(
                 f"GPT train step: GPT / plain Keras throughput, {setting}",
                 profile,
-                0.0,
-                f"{results[(setting, 'GPT')] / results[(setting, 'plain Keras')]:.2f}x (target >= 1.0x)",
+                result.total_seconds,
+                f"{result.rate['GPT'] / result.rate['plain Keras']:.2f}x (target >= 1.0x)",
             )
         )
     return rows
@@ -249,7 +231,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
 
     nanoGPT decays over a fixed number of iterations. A time-budgeted run does
     not know that number in advance, so ``decay_steps`` is a variable that
-    :class:`TimeBudget` keeps updated with the iterations expected by the end
+    :class:`NanoGPTBudget` keeps updated with the iterations expected by the end
     of the budget (measured speed × remaining time).
     """
 
@@ -273,7 +255,7 @@ class WarmupCosine(keras.optimizers.schedules.LearningRateSchedule):
         }
 
 
-class TimeBudget(keras.callbacks.Callback):
+class NanoGPTBudget(keras.callbacks.Callback):
     """Stop after ``budget`` seconds; estimate the validation loss every ``eval_every`` seconds.
 
     Also re-estimates the schedule's ``decay_steps`` so the cosine reaches its
@@ -355,7 +337,7 @@ def bench_quality(profile: str, budget: float, eval_every: float, steps_per_exec
         windows = np.stack([val_ids[s : s + T + 1] for s in starts])
         return float(val_loss_of(windows[:, :-1], windows[:, 1:]))
 
-    budget_cb = TimeBudget(budget, eval_every, estimate, schedule)
+    budget_cb = NanoGPTBudget(budget, eval_every, estimate, schedule)
     start, cpu_start = time.perf_counter(), time.process_time()
     model.fit(train, steps_per_epoch=10**8, epochs=1, verbose=0, shuffle=False, callbacks=[budget_cb])
     seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
@@ -381,11 +363,11 @@ def bench_quality(profile: str, budget: float, eval_every: float, steps_per_exec
     return [
         row(
             f"GPT quality, nanoGPT CPU config ({model.count_params():,} params, {iterations} iters of {BATCH}x{T}, "
-            f"XLA, {steps_per_execution} steps/call), budget {budget:.0f} s, {1000 * cpu_seconds / iterations:.0f} CPU-ms/iter "
-            f"(nanoGPT: 100)",
+            f"XLA, {steps_per_execution} steps/call), budget {budget:.0f} s, "
+            f"{1000 * cpu_seconds / iterations:.0f} CPU-ms/iter (nanoGPT: 100)",
             profile,
             seconds,
-            f"val loss {full:.4f} nats/char on the whole val text ({bits_per_char(full):.2f} bpc), "
+            f"val loss {full:.4f} nats/char on the whole val text ({bits_per_char(full, num_chars=1):.2f} bpc), "
             f"{est:.4f} on 20 random batches; nanoGPT at this wall time {nano_at:.3f} "
             f"(1.886 @ 115 s, 1.592 @ 504 s); target <= 1.59 at 504 s",
         ),
@@ -401,43 +383,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--budget",
         type=float,
-        default=NANOGPT_10K_SECONDS,
+        default=RECIPE.budget("benchmark"),
         help="quality: training seconds (default 504.5 = nanoGPT's 10,000 iterations here)",
     )
     parser.add_argument("--eval-every", type=float, default=30.0, help="quality: seconds between val estimates")
-    parser.add_argument("--steps-per-execution", type=int, default=50, help="quality: train steps per compiled call")
     parser.add_argument(
-        "--profile",
-        default=None,
-        help="smoke | cpu | gpu, recorded in the table (default: $AIGC_PROFILE or by hardware)",
+        "--steps-per-execution",
+        type=int,
+        default=RECIPE.compile["steps_per_execution"],
+        help="quality: train steps per compiled call",
     )
-    parser.add_argument("--results", type=Path, default=None, help="append the rows to this markdown file")
+    add_common_arguments(parser)
     args = parser.parse_args(argv)
     profile = args.profile or get_profile()
-    if not (args.speed or args.throughput or args.quality):
-        args.speed = True
-
-    rows: list[str] = []
-    if args.speed:
-        rows += bench_speed(profile)
-    if args.throughput:
-        rows += bench_throughput(profile)
-    if args.quality:
-        rows += bench_quality(profile, args.budget, args.eval_every, args.steps_per_execution)
-    table = HEADER + "".join(rows)
-    # The cores may be shared: record how busy the machine was alongside the numbers.
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(table)
-    if args.results:
-        new_file = not args.results.exists() or not args.results.read_text().strip()
-        with args.results.open("a") as f:
-            if new_file:
-                f.write("# Benchmark results\n")
-            f.write(
-                f"\n## bench_gpt.py ({time.strftime('%Y-%m-%d')}, TF {tf.__version__}, Keras {keras.__version__}, "
-                f"1-min load average {load:.1f} at the end)\n\n"
-            )
-            f.write(table)
+    modes = {
+        "speed": lambda: bench_speed(profile),
+        "throughput": lambda: bench_throughput(profile),
+        "quality": lambda: bench_quality(profile, args.budget, args.eval_every, args.steps_per_execution),
+    }
+    run_modes("bench_gpt.py", args, modes, default=["speed"])
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from _harness import add_common_arguments, compare_train_steps, ratio_summary, row, write_rows
+from _harness import add_common_arguments, compare_train_steps, ratio_summary, row, run_modes
 
 import keras
 import numpy as np
@@ -217,19 +217,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--num-samples", type=int, default=None, help="k of the IW bound (default: the recipe's)")
     add_common_arguments(parser)
     args = parser.parse_args(argv)
-    profile = args.profile or get_profile()
-    if not (args.throughput or args.quality):
-        args.throughput = True
-    recipe = get_recipe("vae", profile)
+    recipe = get_recipe("vae", args.profile or get_profile())
     if args.num_samples:
         recipe = recipe.replace(benchmark={"num_importance_samples": args.num_samples})
-
-    rows: list[str] = []
-    if args.throughput:
-        rows += bench_throughput(recipe)
-    if args.quality:
-        rows += bench_quality(recipe)
-    write_rows("bench_vae.py", rows, args)
+    modes = {"throughput": lambda: bench_throughput(recipe), "quality": lambda: bench_quality(recipe)}
+    run_modes("bench_vae.py", args, modes, default=["throughput"])
 
 
 if __name__ == "__main__":
