@@ -294,8 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"aigc-tf {args.command}: error: {error}", file=sys.stderr)
         return 2
     except (TypeError, ValueError, FileNotFoundError) as error:  # the package's own clear messages
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        print(f"aigc-tf {args.command}: error: {first}", file=sys.stderr)
+        lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()] or [type(error).__name__]
+        # A message raised inside a traced function starts "in user code:"; its last line is the message.
+        print(
+            f"aigc-tf {args.command}: error: {lines[-1] if lines[0] == 'in user code:' else lines[0]}", file=sys.stderr
+        )
         return 2
 
 

@@ -268,13 +268,14 @@ _VAE = {
 # Character LSTM on tiny Shakespeare (nanoGPT's split). ~9 minutes on 2 cores is ~5
 # epochs for 384 units: a smaller, better-trained model beats a bigger, under-trained one.
 _RNN = {
-    "common": dict(dataset="tiny_shakespeare", schedule=dict(final_fraction=0.05)),
+    "common": dict(dataset="tiny_shakespeare"),
     "smoke": dict(
         model=dict(embedding_dim=16, units=32, num_layers=1, dropout=0.0),
         optimizer=dict(name="adam", learning_rate=3e-3, clipnorm=1.0),
         batch_size=16,
         steps_per_epoch=10,
         budgets=dict(main=12, benchmark=30),
+        schedule=dict(peak_lr=3e-3, final_fraction=0.05),
         data=dict(seq_len=32, stride=None, val_chars=20_000),
         evaluation=dict(num_sample_chars=120, num_beam_chars=80),
         benchmark=dict(throughput_steps=5, rounds=2, new_chars=100),
@@ -285,6 +286,7 @@ _RNN = {
         batch_size=64,
         steps_per_epoch=100,
         budgets=dict(main=390, benchmark=9 * 60),
+        schedule=dict(peak_lr=3e-3, final_fraction=0.05),
         data=dict(seq_len=100, stride=None, val_chars=None),
         evaluation=dict(num_sample_chars=300, num_beam_chars=200),
         benchmark=dict(throughput_steps=20, rounds=3, new_chars=500),
@@ -295,6 +297,7 @@ _RNN = {
         batch_size=128,
         steps_per_epoch=200,
         budgets=dict(main=20 * 60, benchmark=20 * 60),
+        schedule=dict(peak_lr=2e-3, final_fraction=0.05),
         data=dict(seq_len=100, stride=None, val_chars=None),
         evaluation=dict(num_sample_chars=400, num_beam_chars=200),
         benchmark=dict(throughput_steps=20, rounds=3, new_chars=500),
@@ -325,6 +328,7 @@ _GPT = {
         steps_per_epoch=50,
         budgets=dict(main=10, benchmark=60),
         data=dict(seq_len=32, stride=1, val_chars=5_000),
+        evaluation=dict(num_sample_chars=60, num_beam_chars=40, num_timed=48),
     ),
     "cpu": dict(
         model=dict(num_layers=4, num_heads=4, embed_dim=128, max_len=64, dropout=0.0, use_bias=False, tie_weights=True),
@@ -332,6 +336,7 @@ _GPT = {
         steps_per_epoch=500,
         budgets=dict(main=330, benchmark=504.5),  # nanoGPT's 10,000 iterations took 504.5 s
         data=dict(seq_len=64, stride=1, val_chars=30_000),
+        evaluation=dict(num_sample_chars=300, num_beam_chars=150, num_timed=256),
     ),
     "gpu": dict(
         model=dict(
@@ -341,6 +346,7 @@ _GPT = {
         steps_per_epoch=250,
         budgets=dict(main=600, benchmark=600),
         data=dict(seq_len=256, stride=1, val_chars=None),
+        evaluation=dict(num_sample_chars=400, num_beam_chars=200, num_timed=256),
     ),
 }
 

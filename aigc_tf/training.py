@@ -78,7 +78,8 @@ def _position_stream(count: int, batch_size: int, seed: int, start: int, fetch):
 
     def epoch_batches(epoch):
         keys = tf.random.stateless_uniform([count], seed=tf.stack([tf.cast(seed, tf.int64), epoch]))
-        order = tf.reshape(tf.argsort(keys)[: per_epoch * batch_size], (per_epoch, batch_size))
+        order = tf.cast(tf.argsort(keys)[: per_epoch * batch_size], tf.int64)
+        order = tf.reshape(order, (per_epoch, batch_size))
         return tf.data.Dataset.from_tensor_slices((epoch * per_epoch + tf.range(per_epoch, dtype=tf.int64), order))
 
     ds = tf.data.Dataset.range(start // per_epoch, 2**62).flat_map(epoch_batches).skip(start % per_epoch)

@@ -47,7 +47,7 @@ if importlib.util.find_spec("aigc_tf") is None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "aigc-tf"], check=True)
         sys.path.insert(0, str(Path("aigc-tf").resolve()))
 
-from aigc_tf.config import gpu_names, pick, print_environment, start_clock
+from aigc_tf.config import gpu_names, print_environment, start_clock
 
 start_clock()
 print_environment()
