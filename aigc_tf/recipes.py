@@ -267,41 +267,40 @@ _VAE = {
 
 # Character LSTM on tiny Shakespeare (nanoGPT's split). ~9 minutes on 2 cores is ~5
 # epochs for 384 units: a smaller, better-trained model beats a bigger, under-trained one.
+_RNN_CPU = dict(
+    model=dict(embedding_dim=64, units=384, num_layers=1, dropout=0.0),
+    optimizer=dict(name="adam", learning_rate=3e-3, clipnorm=1.0),
+    batch_size=64,
+    steps_per_epoch=100,
+    budgets=dict(main=390, benchmark=9 * 60),
+    schedule=dict(peak_lr=3e-3, final_fraction=0.05),
+    data=dict(seq_len=100, stride=None, val_chars=None),
+    evaluation=dict(num_sample_chars=300, num_beam_chars=200),
+    benchmark=dict(throughput_steps=20, rounds=3, new_chars=500),
+)
 _RNN = {
     "common": dict(dataset="tiny_shakespeare"),
-    "smoke": dict(
-        model=dict(embedding_dim=16, units=32, num_layers=1, dropout=0.0),
-        optimizer=dict(name="adam", learning_rate=3e-3, clipnorm=1.0),
-        batch_size=16,
-        steps_per_epoch=10,
-        budgets=dict(main=12, benchmark=30),
-        schedule=dict(peak_lr=3e-3, final_fraction=0.05),
-        data=dict(seq_len=32, stride=None, val_chars=20_000),
-        evaluation=dict(num_sample_chars=120, num_beam_chars=80),
-        benchmark=dict(throughput_steps=5, rounds=2, new_chars=100),
-    ),
-    "cpu": dict(
-        model=dict(embedding_dim=64, units=384, num_layers=1, dropout=0.0),
-        optimizer=dict(name="adam", learning_rate=3e-3, clipnorm=1.0),
-        batch_size=64,
-        steps_per_epoch=100,
-        budgets=dict(main=390, benchmark=9 * 60),
-        schedule=dict(peak_lr=3e-3, final_fraction=0.05),
-        data=dict(seq_len=100, stride=None, val_chars=None),
-        evaluation=dict(num_sample_chars=300, num_beam_chars=200),
-        benchmark=dict(throughput_steps=20, rounds=3, new_chars=500),
-    ),
-    "gpu": dict(
-        model=dict(embedding_dim=128, units=512, num_layers=2, dropout=0.2),
-        optimizer=dict(name="adam", learning_rate=2e-3, clipnorm=1.0),
-        batch_size=128,
-        steps_per_epoch=200,
-        budgets=dict(main=20 * 60, benchmark=20 * 60),
-        schedule=dict(peak_lr=2e-3, final_fraction=0.05),
-        data=dict(seq_len=100, stride=None, val_chars=None),
-        evaluation=dict(num_sample_chars=400, num_beam_chars=200),
-        benchmark=dict(throughput_steps=20, rounds=3, new_chars=500),
-    ),
+    "cpu": _RNN_CPU,
+    "smoke": {  # the cpu recipe, tiny
+        **_RNN_CPU,
+        "model": dict(embedding_dim=16, units=32, num_layers=1, dropout=0.0),
+        "batch_size": 16,
+        "steps_per_epoch": 10,
+        "budgets": dict(main=12, benchmark=30),
+        "data": dict(seq_len=32, stride=None, val_chars=20_000),
+        "evaluation": dict(num_sample_chars=120, num_beam_chars=80),
+        "benchmark": dict(throughput_steps=5, rounds=2, new_chars=100),
+    },
+    "gpu": {  # wider, two layers with dropout, a lower peak learning rate, longer
+        **_RNN_CPU,
+        "model": dict(embedding_dim=128, units=512, num_layers=2, dropout=0.2),
+        "optimizer": dict(name="adam", learning_rate=2e-3, clipnorm=1.0),
+        "batch_size": 128,
+        "steps_per_epoch": 200,
+        "budgets": dict(main=20 * 60, benchmark=20 * 60),
+        "schedule": dict(peak_lr=2e-3, final_fraction=0.05),
+        "evaluation": dict(num_sample_chars=400, num_beam_chars=200),
+    },
 }
 
 # Character GPT: nanoGPT's CPU configuration on a CPU, its "baby GPT" on a GPU;
