@@ -314,3 +314,42 @@ def describe_kind(kind: str) -> str:
 
 
 __all__ += ["GANS", "LANGUAGE_MODELS", "describe_kind", "prepare"]
+
+
+def fit_for_time(
+    recipe: Recipe,
+    model,
+    dataset,
+    purpose: str = "main",
+    *,
+    examples_per_epoch: int | None = None,
+    verbose: bool = True,
+    **compile_flags: Any,
+):
+    """Compile ``model`` with the recipe and fit it for the recipe's ``purpose`` budget (a notebook's run).
+
+    The learning rate follows the recipe's cosine over the time (``TimeBudget``).
+
+    Args:
+        recipe, model, dataset: what to train, on what (epochs of ``dataset``, batched by the
+            recipe's ``batch_size``).
+        purpose: ``main`` or ``short`` (see :meth:`Recipe.budget`).
+        examples_per_epoch: the training set's size, to report epochs.
+        verbose: print one line: steps, epochs, seconds, the last epoch's metrics.
+        **compile_flags: replace the recipe's ``compile`` arguments (e.g. ``jit_compile=False``).
+
+    Returns:
+        ``(history, seconds)``: Keras's ``History`` and the seconds trained.
+    """
+    recipe.compile_model(model, **compile_flags)
+    budget = recipe.time_budget(purpose)
+    history = model.fit(dataset, epochs=10**6, callbacks=[budget], verbose=0, shuffle=False)
+    steps, seconds = budget.log["step"][-1], budget.log["seconds"][-1]
+    if verbose:
+        epochs = f" ({steps * recipe.batch_size / examples_per_epoch:.1f} epochs)" if examples_per_epoch else ""
+        last = ", ".join(f"{k} {v[-1]:.1f}" for k, v in history.history.items())
+        print(f"{steps:,} steps{epochs} in {seconds:.0f} s; last epoch: {last}")
+    return history, seconds
+
+
+__all__ += ["fit_for_time"]

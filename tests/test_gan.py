@@ -989,3 +989,20 @@ def test_conditional_generate_rejection_keeps_the_requested_labels(blobs):
     clustered.fit_clusters(blobs(12))
     np.testing.assert_array_equal(clustered.generate_rejection(9, seed=5, bound=-1e9), clustered.generate(9, seed=5))
     assert clustered.generate_rejection(9, seed=5, percentile=80, burn_in=300).shape == (9, 16, 16, 1)
+
+
+def test_quadratic_discriminator_reaches_the_optimal_logit():
+    """Chapter 01's toy: for N(2, 0.5^2) vs N(0, 1), log D*/(1 - D*) = (log 2 - 8) + 8x - 1.5x^2."""
+    from scipy import stats
+
+    from aigc_tf.gan.toy import fit_quadratic_discriminator, quadratic_logit
+
+    rng = np.random.default_rng(0)
+    real = stats.norm(2.0, 0.5).rvs(20_000, random_state=rng)
+    fake = stats.norm(0.0, 1.0).rvs(20_000, random_state=rng)
+    w = fit_quadratic_discriminator(real, fake, steps=1000, learning_rate=0.2)
+    np.testing.assert_allclose(np.asarray(w), [np.log(2) - 8, 8, -1.5], atol=0.4)
+    x = np.float32(1.0)
+    assert float(quadratic_logit(w, x)) == pytest.approx(float(np.sum(np.asarray(w))), rel=1e-6)
+    with pytest.raises(TypeError, match="steps must be an int"):
+        fit_quadratic_discriminator(real, fake, steps=1.5)

@@ -74,3 +74,27 @@ def test_as_dict_is_plain_json():
     d = get_recipe("gpt", "smoke").as_dict()
     assert json.loads(json.dumps(d)) == d and d["model"]["num_layers"] == 2
     assert np.isclose(d["optimizer"]["weight_decay"], 0.1)
+
+
+def test_fit_for_time_trains_for_the_recipes_short_budget(capsys):
+    from aigc_tf.training import fit_for_time
+
+    recipe = get_recipe("vae", "smoke", model={"image_shape": (8, 8, 1), "filters": (4,), "dense_units": 8})
+    model = recipe.build_model(seed=0)
+    x = (np.random.default_rng(0).random((256, 8, 8, 1)) < 0.3).astype("float32")
+    import tensorflow as tf
+
+    history, seconds = fit_for_time(
+        recipe,
+        model,
+        tf.data.Dataset.from_tensor_slices(x).batch(recipe.batch_size),
+        "short",
+        examples_per_epoch=256,
+        jit_compile=False,
+    )
+    assert seconds >= recipe.budget("short") and len(history.history["loss"]) >= 1
+    assert model.jit_compile is False  # the override replaced the recipe's flag
+    out = capsys.readouterr().out
+    steps = int(model.optimizer.iterations)
+    assert out.startswith(f"{steps:,} steps ({steps * recipe.batch_size / 256:.1f} epochs) in ")
+    assert "last epoch:" in out and f"loss {history.history['loss'][-1]:.1f}" in out
