@@ -1,9 +1,10 @@
 """aigc_tf: generative AI with Keras 3 and TensorFlow — the course's package.
 
-Models live one family per module (``aigc_tf.gan``, ``aigc_tf.vae``, ...);
-shared pieces live once: :mod:`aigc_tf.config` (run profiles),
-:mod:`aigc_tf.data` (offline-capable loaders), :mod:`aigc_tf.plotting`,
-:mod:`aigc_tf.callbacks`.
+Models live one family per module (``aigc_tf.gan``, ``aigc_tf.vae``, ...;
+``aigc_tf.models`` gathers them); shared pieces live once: :mod:`aigc_tf.config`
+(run profiles), :mod:`aigc_tf.recipes`, :mod:`aigc_tf.data` (offline-capable
+loaders), :mod:`aigc_tf.plotting`, :mod:`aigc_tf.callbacks`. ``python -m aigc_tf.doctor``
+checks the environment.
 """
 
 from __future__ import annotations
@@ -49,11 +50,21 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
         tf.config.experimental.enable_op_determinism()
 
 
-# Importing the model modules registers their classes with Keras, so that
-# `keras.models.load_model("x.keras")` works after a plain `import aigc_tf`.
-from aigc_tf.config import import_tensorflow  # noqa: E402
+# Submodules load on first use (`aigc_tf.gan`, ...), so `import aigc_tf` imports neither
+# TensorFlow nor TFDS: `python -m aigc_tf.doctor` must run when they cannot be imported.
+# `import aigc_tf.models` registers every model class with Keras (for `keras.models.load_model`).
+_SUBMODULES = frozenset(
+    "autoregressive callbacks cli config data doctor ema evaluation gan images lm metrics models plotting recipes rnn "
+    "sampling text training transformer transformer_layers vae validation".split()
+)
 
-import_tensorflow()  # first, so TensorFlow's start-up chatter stays quiet
-from aigc_tf import gan, rnn, text, transformer, vae  # noqa: E402,F401
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"aigc_tf.{name}")
+    raise AttributeError(f"module 'aigc_tf' has no attribute {name!r}")
+
 
 __all__ = ["REPO_URL", "__version__", "set_seed"]

@@ -11,6 +11,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from aigc_tf.config import max_steps
 from aigc_tf.images import to_unit_range
 from aigc_tf.plotting import tile_images
 from aigc_tf.validation import check_float, check_int
@@ -141,6 +142,7 @@ class TimeBudget(keras.callbacks.Callback):
         self.verbose = verbose
         self.log: dict[str, list[float]] = {}
         self.start: float | None = None
+        self.max_steps = max_steps()  # $AIGC_MAX_STEPS: a quick check of a profile's code path
 
     def learning_rate(self, progress: float) -> float:
         """The scheduled learning rate after ``progress`` (0..1) of the budget."""
@@ -167,6 +169,8 @@ class TimeBudget(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         if self.elapsed() > self.seconds:
+            self.model.stop_training = True
+        elif self.max_steps is not None and int(self.optimizers()[-1].iterations.numpy()) >= self.max_steps:
             self.model.stop_training = True
 
     def on_epoch_end(self, epoch, logs=None):

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from pathlib import Path
 from typing import Any, TypeVar
 
 PROFILES: tuple[str, ...] = ("smoke", "cpu", "gpu")
@@ -64,6 +65,46 @@ def env_flag(name: str) -> bool:
 def is_offline() -> bool:
     """True when ``AIGC_OFFLINE`` or ``CI`` asks for offline work: shipped data, no downloads."""
     return env_flag("AIGC_OFFLINE") or env_flag("CI")
+
+
+RUNS_ENV = "AIGC_RUNS_DIR"
+MAX_STEPS_ENV = "AIGC_MAX_STEPS"
+#: Where Google Drive appears on Colab after ``drive.mount("/content/drive")``.
+COLAB_DRIVE = Path("/content/drive/MyDrive")
+
+
+def runs_dir() -> Path | None:
+    """Where notebooks keep the checkpoints of their long trainings (None: they keep none).
+
+    ``$AIGC_RUNS_DIR`` when set; else, on Colab with Google Drive mounted,
+    ``MyDrive/aigc-tf-runs`` (a session that ends, or a disconnect, then loses nothing:
+    running the notebook again resumes each training where it stopped).
+    """
+    value = os.environ.get(RUNS_ENV, "").strip()
+    if value:
+        return Path(value).expanduser()
+    from aigc_tf.doctor import on_colab
+
+    if on_colab() and COLAB_DRIVE.is_dir():
+        return COLAB_DRIVE / "aigc-tf-runs"
+    return None
+
+
+def max_steps() -> int | None:
+    """``$AIGC_MAX_STEPS``: a cap on every training loop's steps (None: no cap).
+
+    For checking a profile's code path quickly (``AIGC_PROFILE=gpu AIGC_MAX_STEPS=2`` on a
+    CPU): every time budget (:class:`aigc_tf.callbacks.TimeBudget`) and step budget stops there.
+
+    Raises:
+        ValueError: if it is set to something other than a positive integer.
+    """
+    value = os.environ.get(MAX_STEPS_ENV, "").strip()
+    if not value:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise ValueError(f"{MAX_STEPS_ENV}={value!r}; expected a positive integer (a cap on training steps).")
+    return int(value)
 
 
 def gpu_names() -> list[str]:
@@ -116,12 +157,9 @@ def describe() -> dict[str, Any]:
     tf = import_tensorflow()
     import keras
 
-    try:
-        import tensorflow_datasets as tfds
+    from aigc_tf.data import import_tfds
 
-        tfds_version = tfds.__version__
-    except ImportError:  # pragma: no cover - tfds is a requirement
-        tfds_version = "not installed"
+    tfds_version = import_tfds().__version__  # fails clearly when TFDS loads only in part
     return {
         "profile": get_profile(),
         "python": platform.python_version(),
@@ -131,15 +169,22 @@ def describe() -> dict[str, Any]:
         "cpu_cores": os.cpu_count(),
         "gpus": gpu_names() or ["none"],
         "machine": f"{platform.system()} {platform.machine()}",
+        "checkpoints": str(runs_dir() or "none (set AIGC_RUNS_DIR, or mount Google Drive on Colab, to keep them)"),
     }
 
 
 def print_environment() -> None:
-    """Print :func:`describe` as aligned ``key: value`` lines."""
-    for key, value in describe().items():
+    """Print :func:`describe` as aligned ``key: value`` lines, and a warning if TensorFlow misses a GPU."""
+    from aigc_tf.doctor import gpu_finding, nvidia_gpu_count
+
+    info = describe()
+    for key, value in info.items():
         if isinstance(value, list):
             value = ", ".join(value)
         print(f"{key:>20}: {value}")
+    gpu = gpu_finding(len(gpu_names()), nvidia_gpu_count())
+    if not gpu.ok:
+        print(gpu.line())
 
 
 _CLOCK_START: float | None = None

@@ -49,6 +49,26 @@ _DOWNLOAD_HOSTS = {
 SHIPPED_VERSIONS = {"mnist": "3.0.1", "fashion_mnist": "3.0.1", "tiny_shakespeare": "1.0.0"}
 
 
+def import_tfds():
+    """Import ``tensorflow_datasets``, failing clearly when it loads only in part.
+
+    TFDS swallows an error inside its own import (a protobuf runtime older than the
+    generated code of tensorflow-metadata, say) and leaves a module without
+    ``builder``: that would surface later as an ``AttributeError`` from deep inside.
+
+    Raises:
+        ImportError: naming the conflict and its fix (``python -m aigc_tf.doctor --fix``).
+    """
+    import tensorflow_datasets as tfds
+
+    from aigc_tf.doctor import EnvironmentProblem, tfds_problem
+
+    problem = tfds_problem(tfds)
+    if problem:
+        raise EnvironmentProblem(problem)
+    return tfds
+
+
 def _host_reachable(host: str, timeout: float = 2.0) -> bool:
     try:
         with socket.create_connection((host, 443), timeout=timeout):
@@ -78,7 +98,7 @@ def data_source(name: str) -> tuple[Path, bool]:
         FileNotFoundError: if the chosen source does not hold the dataset and
             nothing may be downloaded.
     """
-    import tensorflow_datasets as tfds
+    tfds = import_tfds()
 
     explicit = os.environ.get("AIGC_DATA_DIR")
     if explicit:
@@ -111,7 +131,7 @@ def data_source(name: str) -> tuple[Path, bool]:
 
 def _builder(name: str, allowed: tuple[str, ...]):
     """A prepared TFDS builder for ``name`` (downloading it if that is the source)."""
-    import tensorflow_datasets as tfds
+    tfds = import_tfds()
 
     if name not in allowed:
         raise ValueError(f"name={name!r} is not available; expected one of {', '.join(allowed)}.")

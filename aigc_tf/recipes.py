@@ -385,3 +385,47 @@ def get_recipe(kind: str, profile: str | None = None, **overrides: Any) -> Recip
 
 def _field_names() -> str:
     return ", ".join(f.name for f in dataclasses.fields(Recipe) if f.name not in ("kind", "profile"))
+
+
+def parameter_count(recipe: Recipe, *, vocab_size: int | None = None) -> int:
+    """Trainable parameters of the model ``recipe`` builds (a language model's with ``vocab_size``).
+
+    Args:
+        recipe: the recipe.
+        vocab_size: the tokenizer's size for a language model (default: the characters
+            of the recipe's text, as :func:`aigc_tf.training.text_data` builds them).
+    """
+    import numpy as np
+
+    tokenizer = None
+    if recipe.kind in LANGUAGE_MODELS:
+        from aigc_tf.text import CharTokenizer
+
+        if vocab_size is None:
+            from aigc_tf.training import text_data
+
+            tokenizer = text_data(recipe).tokenizer
+        else:
+            tokenizer = CharTokenizer([chr(32 + i) for i in range(vocab_size)])
+    model = recipe.build_model(tokenizer=tokenizer, seed=0)
+    if recipe.kind in LANGUAGE_MODELS:
+        model(np.zeros((1, 2), "int32"))  # subclassed: the weights exist once it has been called
+    return int(sum(np.prod(w.shape) for w in model.trainable_weights))
+
+
+def print_parameter_counts(kinds: tuple[str, ...] | list[str]) -> dict[str, dict[str, int]]:
+    """Print (and return) each kind's trainable parameters at every profile, for a notebook's setup cell."""
+    import keras
+
+    counts = {}
+    for kind in kinds:
+        counts[kind] = {p: parameter_count(get_recipe(kind, p)) for p in PROFILES}
+        keras.backend.clear_session()  # the throw-away models leave no names behind
+    width = max(len(k) for k in kinds)
+    print(f"{'parameters':>{width + 10}}  " + "  ".join(f"{p:>10}" for p in PROFILES))
+    for kind, by_profile in counts.items():
+        print(f"{kind:>{width + 10}}  " + "  ".join(f"{by_profile[p]:>10,}" for p in PROFILES))
+    return counts
+
+
+__all__ += ["parameter_count", "print_parameter_counts"]

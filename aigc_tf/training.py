@@ -21,6 +21,7 @@ import keras
 import numpy as np
 
 from aigc_tf.callbacks import TimeBudget, training_optimizers
+from aigc_tf.config import max_steps, runs_dir
 from aigc_tf.recipes import GANS, LANGUAGE_MODELS, Recipe
 from aigc_tf.validation import check_int, check_optional_int
 
@@ -28,6 +29,7 @@ __all__ = [
     "TextData",
     "load_checkpoint",
     "random_state",
+    "restore_checkpoint",
     "restore_random_state",
     "save_checkpoint",
     "step_schedule",
@@ -173,12 +175,34 @@ def load_checkpoint(folder: str | Path) -> tuple[keras.Model, dict[str, Any]]:
     folder = Path(folder)
     if not (folder / CHECKPOINT).exists():
         raise FileNotFoundError(f"folder: no checkpoint in {str(folder)!r} (expected {CHECKPOINT}).")
-    import aigc_tf  # noqa: F401  (registers the model classes)
+    import aigc_tf.models  # noqa: F401  (registers the model classes)
 
     model = keras.models.load_model(folder / CHECKPOINT)
     with np.load(folder / RANDOM_STATE) as saved:
         restore_random_state(model, [saved[f"arr_{i}"] for i in range(len(saved.files))])
     return model, json.loads((folder / PROGRESS).read_text())
+
+
+def restore_checkpoint(model, folder: str | Path) -> dict[str, Any]:
+    """Load a :func:`save_checkpoint` of the same architecture into ``model``, in place.
+
+    Weights, optimizer state (slots and iterations) and random streams become the saved
+    ones, so ``fit`` carries on where the saved run stopped. ``model`` must be built and
+    compiled (its optimizers are built here if they are not yet).
+
+    Returns:
+        The checkpoint's progress (``step``, ``seconds``, ...).
+    """
+    folder = Path(folder)
+    if not (folder / CHECKPOINT).exists():
+        raise FileNotFoundError(f"folder: no checkpoint in {str(folder)!r} (expected {CHECKPOINT}).")
+    for optimizer in training_optimizers(model):
+        if not optimizer.built:
+            optimizer.build(model.trainable_variables)
+    model.load_weights(folder / CHECKPOINT)
+    with np.load(folder / RANDOM_STATE) as saved:
+        restore_random_state(model, [saved[f"arr_{i}"] for i in range(len(saved.files))])
+    return json.loads((folder / PROGRESS).read_text())
 
 
 # --------------------------------------------------------------------------- #
@@ -267,6 +291,10 @@ def train_recipe(
             f"e.g. {-(-steps // per_call) * per_call}."
         )
     every = -(-every // per_call) * per_call
+    cap = max_steps()  # $AIGC_MAX_STEPS, in whole compiled calls
+    if cap is not None:
+        cap = -(-cap // per_call) * per_call
+        steps = cap if steps is None else min(steps, cap)
     if steps is None and seconds is None:
         seconds = recipe.seconds
     done = _iterations(model)
@@ -316,6 +344,103 @@ def describe_kind(kind: str) -> str:
 __all__ += ["GANS", "LANGUAGE_MODELS", "describe_kind", "prepare"]
 
 
+class _SessionSaver(keras.callbacks.Callback):
+    """Saves the run (model, random streams, the budget's time and log) at most every ``every_seconds``."""
+
+    def __init__(self, folder: Path, budget: TimeBudget, fingerprint: str, every_seconds: float):
+        super().__init__()
+        self.folder, self.budget, self.fingerprint, self.every = folder, budget, fingerprint, every_seconds
+        self.last = time.perf_counter()
+
+    def save(self) -> None:
+        step = _iterations(self.model)
+        save_checkpoint(
+            self.model,
+            self.folder,
+            step=step,
+            seconds=self.budget.elapsed(),
+            log=self.budget.log,
+            fingerprint=self.fingerprint,
+        )
+        self.last = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if time.perf_counter() - self.last >= self.every:
+            self.save()
+
+    def on_train_end(self, logs=None):
+        self.save()
+
+
+def _fingerprint(model, budget: TimeBudget) -> str:
+    import hashlib
+
+    config = {k: v for k, v in model.get_config().items() if k != "name"}  # Keras numbers names: gpt, gpt_1, ...
+    setup = json.dumps([type(model).__name__, config, budget.seconds], sort_keys=True, default=str)
+    return hashlib.sha256(setup.encode()).hexdigest()[:16]
+
+
+def fit_resumable(
+    model,
+    data,
+    budget: TimeBudget,
+    *,
+    run: str | None = None,
+    directory: str | Path | None = None,
+    callbacks: list | None = None,
+    every_seconds: float = 60.0,
+    verbose: bool = True,
+    **fit_kwargs: Any,
+) -> dict[str, list[float]]:
+    """``model.fit`` for ``budget``'s time, kept across a lost session (a Colab disconnect).
+
+    With a runs folder (``directory``, default :func:`aigc_tf.config.runs_dir`:
+    ``$AIGC_RUNS_DIR``, or Google Drive when it is mounted on Colab) and a ``run`` name,
+    the run is saved into ``<folder>/<run>`` every ``every_seconds`` and at its end.
+    Called again with a model of the same setup (class, configuration, budget), it
+    first loads what was saved (weights, optimizer state, random streams, the time
+    spent and the budget's log) and trains only for the time that is left: nothing
+    when the run had finished. The data start a fresh pass. Without a folder it is
+    plain ``fit``.
+
+    Args:
+        model: a built, compiled model.
+        data: endless training batches (``fit_kwargs`` may give ``steps_per_epoch``,
+            ``validation_data``).
+        budget: the :class:`~aigc_tf.callbacks.TimeBudget` (its learning-rate curve
+            carries on from the time already spent).
+        run: the run's folder name, e.g. ``"01-dcgan"`` (None: nothing is saved).
+        directory: the runs folder (default :func:`~aigc_tf.config.runs_dir`).
+        callbacks: more Keras callbacks.
+        every_seconds: the least time between two saves.
+        verbose: say when a run resumes or starts afresh.
+
+    Returns:
+        The budget's log over the whole run (``seconds``, ``step`` and the epoch logs, per epoch).
+    """
+    root = runs_dir() if directory is None else Path(directory)
+    folder = None if run is None or root is None else root / run
+    extra = []
+    if folder is not None:
+        fingerprint = _fingerprint(model, budget)
+        progress = json.loads((folder / PROGRESS).read_text()) if (folder / PROGRESS).exists() else None
+        if progress is not None and progress.get("fingerprint") == fingerprint:
+            restore_checkpoint(model, folder)
+            budget.spent, budget.log = float(progress["seconds"]), {k: list(v) for k, v in progress["log"].items()}
+            if verbose:
+                print(
+                    f"[aigc_tf] resuming {run!r} at step {progress['step']:,} ({budget.spent:.0f} s of "
+                    f"{budget.seconds:.0f} s done), from {folder}"
+                )
+        elif progress is not None and verbose:
+            print(f"[aigc_tf] {folder} holds a run of another setup: starting afresh (it will be replaced)")
+        extra.append(_SessionSaver(folder, budget, fingerprint, every_seconds))
+    if budget.spent < budget.seconds:
+        fit_kwargs = {"epochs": 10**6, "verbose": 0, "shuffle": False, **fit_kwargs}
+        model.fit(data, callbacks=[budget, *(callbacks or []), *extra], **fit_kwargs)
+    return budget.log
+
+
 def fit_for_time(
     recipe: Recipe,
     model,
@@ -323,6 +448,7 @@ def fit_for_time(
     purpose: str = "main",
     *,
     examples_per_epoch: int | None = None,
+    run: str | None = None,
     verbose: bool = True,
     **compile_flags: Any,
 ):
@@ -335,21 +461,23 @@ def fit_for_time(
             recipe's ``batch_size``).
         purpose: ``main`` or ``short`` (see :meth:`Recipe.budget`).
         examples_per_epoch: the training set's size, to report epochs.
+        run: keep the run across a lost session under this name (see :func:`fit_resumable`).
         verbose: print one line: steps, epochs, seconds, the last epoch's metrics.
         **compile_flags: replace the recipe's ``compile`` arguments (e.g. ``jit_compile=False``).
 
     Returns:
-        ``(history, seconds)``: Keras's ``History`` and the seconds trained.
+        ``(log, seconds)``: the budget's per-epoch log (``seconds``, ``step`` and the epoch
+        metrics) and the seconds trained.
     """
     recipe.compile_model(model, **compile_flags)
     budget = recipe.time_budget(purpose)
-    history = model.fit(dataset, epochs=10**6, callbacks=[budget], verbose=0, shuffle=False)
-    steps, seconds = budget.log["step"][-1], budget.log["seconds"][-1]
+    log = fit_resumable(model, dataset, budget, run=run, verbose=verbose)
+    steps, seconds = log["step"][-1], log["seconds"][-1]
     if verbose:
         epochs = f" ({steps * recipe.batch_size / examples_per_epoch:.1f} epochs)" if examples_per_epoch else ""
-        last = ", ".join(f"{k} {v[-1]:.1f}" for k, v in history.history.items())
+        last = ", ".join(f"{k} {v[-1]:.1f}" for k, v in log.items() if k not in ("seconds", "step", "learning_rate"))
         print(f"{steps:,} steps{epochs} in {seconds:.0f} s; last epoch: {last}")
-    return history, seconds
+    return log, seconds
 
 
-__all__ += ["fit_for_time"]
+__all__ += ["fit_for_time", "fit_resumable"]

@@ -6,8 +6,11 @@ Each notebook starts with
 1. a markdown cell with the "Open in Colab" badge, and
 2. a setup code cell that makes ``aigc_tf`` importable (from a clone's
    ``notebooks/`` folder, after ``pip install -e .``, or on Colab by cloning
-   ``aigc_tf.REPO_URL`` and installing it), prints the run profile and the
-   hardware, and hints at enabling a GPU when none is visible,
+   ``aigc_tf.REPO_URL`` and installing it), checks the environment
+   (``aigc_tf.doctor.ensure_ready``: on Colab it repairs known conflicts), prints
+   the run profile, the hardware and where checkpoints go, hints at enabling a GPU
+   when none is visible, and prints the parameter counts of the recipes the notebook
+   trains at every profile (``metadata.aigc_tf.recipes``),
 
 and ends with a cell printing the wall time of the run. The cells are tagged
 ``aigc-header`` / ``aigc-footer`` and generated from ``aigc_tf.REPO_URL`` —
@@ -31,7 +34,7 @@ HEADER_TAG = "aigc-header"
 FOOTER_TAG = "aigc-footer"
 
 SETUP_SOURCE = """\
-# Setup: make `aigc_tf` importable here, in Colab, or after `pip install -e .`
+# Setup: make `aigc_tf` importable here, in Colab, or after `pip install -e .`; check the environment
 REPO_URL = "{repo_url}"
 import importlib.util
 import subprocess
@@ -47,6 +50,10 @@ if importlib.util.find_spec("aigc_tf") is None:
         subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", "aigc-tf"], check=True)
         sys.path.insert(0, str(Path("aigc-tf").resolve()))
 
+from aigc_tf.doctor import ensure_ready
+
+ensure_ready()  # before TensorFlow loads: repairs known conflicts on Colab, says when to restart
+
 from aigc_tf.config import gpu_names, print_environment, start_clock
 
 start_clock()
@@ -54,6 +61,14 @@ print_environment()
 if not gpu_names():
     print("\\nNo GPU visible. On Colab: Runtime > Change runtime type > T4 GPU, then run all again.\\n"
           "On a laptop this is fine: the 'cpu' profile is sized for about 10 minutes per notebook.")"""
+
+# Added to the setup cell of a notebook whose metadata lists the recipes it trains
+# (``metadata.aigc_tf.recipes``): their sizes at every profile, the gpu one included.
+SIZES_SOURCE = """
+
+from aigc_tf.recipes import print_parameter_counts
+
+print_parameter_counts({kinds!r});"""
 
 FOOTER_SOURCE = """\
 from aigc_tf.config import print_wall_time
@@ -73,12 +88,19 @@ def badge_source(notebook: Path) -> str:
     )
 
 
+def setup_source(notebook: Path) -> str:
+    """The setup cell of ``notebook`` (its recipes' parameter counts, if its metadata lists recipes)."""
+    kinds = nbformat.read(notebook, as_version=4).metadata.get("aigc_tf", {}).get("recipes", [])
+    source = SETUP_SOURCE.format(repo_url=REPO_URL)
+    return source + SIZES_SOURCE.format(kinds=list(kinds)) if kinds else source
+
+
 def expected_cells(notebook: Path) -> tuple[list, list]:
     """The header cells (badge, setup) and footer cell ``notebook`` must have."""
     meta = {"tags": [HEADER_TAG]}
     header = [
         nbformat.v4.new_markdown_cell(badge_source(notebook), metadata=dict(meta)),
-        nbformat.v4.new_code_cell(SETUP_SOURCE.format(repo_url=REPO_URL), metadata=dict(meta)),
+        nbformat.v4.new_code_cell(setup_source(notebook), metadata=dict(meta)),
     ]
     footer = [nbformat.v4.new_code_cell(FOOTER_SOURCE, metadata={"tags": [FOOTER_TAG]})]
     return header, footer

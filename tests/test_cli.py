@@ -38,6 +38,7 @@ def state_of(folder: Path) -> tuple[int, list[np.ndarray], list[np.ndarray]]:
 
 
 @pytest.mark.slow
+@pytest.mark.main_env  # kill/resume: CI's main job only
 def test_a_killed_run_resumes_to_the_same_weights_and_optimizer_state(tmp_path):
     """Kill `train` with SIGKILL after a checkpoint, resume: same steps, weights and Adam slots as one go."""
     args = ["vae", "--profile", "smoke", "--steps", "400", "--checkpoint-every", "20", "--seed", "3", "--quiet"]

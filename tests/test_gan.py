@@ -946,15 +946,22 @@ def test_generate_rejection_keeps_what_d_rates_higher():
     logit = model.discriminator.get_layer("logit")
     kernel, bias = logit.get_weights()
     logit.set_weights([300 * kernel, bias])
-    assert np.std(model.discriminator_logits(model.generate(300, seed=1))) > 0.5
+    plain_logits = model.discriminator_logits(model.generate(300, seed=1))
+    # A spread of distinct logits (not a few repeated values): half the proposals lie below the
+    # median bound, so rejection has something to reject, whatever the platform's initial weights.
+    assert np.std(plain_logits) > 0.5 and len(np.unique(plain_logits)) > 250
     a = model.generate_rejection(300, seed=1, percentile=50, burn_in=500)
     assert a.shape == (300, 16, 16, 1) and a.dtype == np.float32 and np.abs(a).max() <= 1.0
     assert a.value_range == (-1.0, 1.0)
     np.testing.assert_array_equal(a, model.generate_rejection(300, seed=1, percentile=50, burn_in=500))
     assert not np.array_equal(a, model.generate_rejection(300, seed=2, percentile=50, burn_in=500))
     plain = model.generate(300, seed=1)
-    # The kept images score higher under D than plain samples (the same D, the same stream).
+    # The kept images score higher under D than plain samples (the same D, the same stream), and a
+    # fixed bound at the plain samples' median keeps a set whose median is above it.
     assert model.discriminator_logits(a).mean() > model.discriminator_logits(plain).mean()
+    median = float(np.median(model.discriminator_logits(plain)))
+    kept = model.discriminator_logits(model.generate_rejection(300, seed=4, bound=median))
+    assert np.median(kept) > median
     logits = model.discriminator_logits(plain)
     np.testing.assert_allclose(logits, model.discriminator(plain, training=False).numpy()[:, 0], atol=1e-6)
     # A bound below every logit accepts every first proposal: exactly generate(n, seed).

@@ -66,7 +66,7 @@ def test_save_load_round_trip_restores_outputs_and_both_optimizers(tmp_path, blo
         """
         import json, sys
         import numpy as np, keras
-        import aigc_tf  # registers the classes; nothing else is imported
+        import aigc_tf.models  # registers the classes; nothing else is imported
 
         def gap(a, b):
             return float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
