@@ -37,6 +37,8 @@ import tensorflow as tf
 from keras import ops
 
 from aigc_tf import sampling
+from aigc_tf.data_checks import CheckedFit, checked_ids
+from aigc_tf.streams import SavedRandomState
 from aigc_tf.validation import check_bool, check_int, check_seed
 
 __all__ = ["LanguageModel", "Tokenizer"]
@@ -71,7 +73,7 @@ def _bucket(n: int, smallest: int = 16) -> int:
     return size
 
 
-class LanguageModel(keras.Model):
+class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
     """Base class of the language models: tokenizer, prompt handling, seeds and ``generate``.
 
     Args:
@@ -87,6 +89,24 @@ class LanguageModel(keras.Model):
     default_jit_compile = False
     #: the most tokens the model reads at once (None: no limit).
     context_length: int | None = None
+
+    # ---- training data, checked batch by batch (see aigc_tf.data_checks) -------------
+
+    def checked_batches(self, dataset, name):
+        return checked_ids(dataset, self.vocab_size, name)
+
+    def check_arrays(self, x, y):
+        for name, ids in (("x", x), ("y", y)):
+            if ids is None:
+                continue
+            ids = np.asarray(ids)
+            if not np.issubdtype(ids.dtype, np.integer):
+                raise TypeError(f"{name} must hold integer token ids, got dtype {ids.dtype}.")
+            if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+                raise ValueError(
+                    f"{name}: token ids must lie in [0, {self.vocab_size}) (the vocabulary), "
+                    f"got min {ids.min()}, max {ids.max()}."
+                )
 
     def __init__(self, vocab_size: int, tokenizer: Tokenizer | None = None, seed: int | None = None, **kwargs: Any):
         super().__init__(**kwargs)
@@ -106,6 +126,32 @@ class LanguageModel(keras.Model):
         self.dropout_seed = keras.random.SeedGenerator(seed)
         self.sampling_seed = keras.random.SeedGenerator(None if seed is None else seed + 1)
         self._compiled_functions: dict = {}  # see _compiled
+        self.decay_exclusions: tuple[str, ...] = ()  # see exclude_from_weight_decay
+
+    # ------------------------------------------------------------ optimizer
+
+    def exclude_from_weight_decay(self, names: Sequence[str]) -> None:
+        """Keep the optimizer's weight decay (AdamW) off variables whose names contain one of ``names``.
+
+        Keras's optimizers do not save this setting; the model does (in its compile
+        configuration), so a reloaded model resumes with the same decay. Call it after
+        ``compile``.
+        """
+        self.decay_exclusions = tuple(str(n) for n in names)
+        self.optimizer.exclude_from_weight_decay(var_names=list(self.decay_exclusions))
+
+    def get_compile_config(self) -> dict | None:
+        config = super().get_compile_config()
+        if config is not None and self.decay_exclusions:
+            config = {**config, "exclude_from_weight_decay": list(self.decay_exclusions)}
+        return config
+
+    def compile_from_config(self, config: dict) -> None:
+        config = dict(config)
+        names = config.pop("exclude_from_weight_decay", None)
+        super().compile_from_config(config)
+        if names:
+            self.exclude_from_weight_decay(names)
 
     # ------------------------------------------------------ hooks of a subclass
 
@@ -256,6 +302,18 @@ class LanguageModel(keras.Model):
             )
         ids, was_1d, as_str = self._prompt_to_ids(prompt)
         processors = tuple(logits_processors) + ((sampling.NoRepeatNGram(ngram),) if ngram else ())
+        try:
+            new = self._generate_ids(
+                ids, max_new_tokens, temperature, top_k, top_p, seed, num_beams, processors, use_cache, jit_compile
+            )
+        except sampling.InvalidLogitsError as error:  # name the model: the sampler cannot
+            raise sampling.InvalidLogitsError(f"{type(self).__name__}({self.name!r}).generate: {error}") from None
+        return self._format_output(np.concatenate([ids, new.astype(np.int32)], axis=1), was_1d, as_str)
+
+    def _generate_ids(
+        self, ids, max_new_tokens, temperature, top_k, top_p, seed, num_beams, processors, use_cache, jit_compile
+    ) -> np.ndarray:
+        """The new ids (B, max_new_tokens) of :meth:`generate`, its arguments checked."""
         if max_new_tokens == 0:
             new = np.zeros((ids.shape[0], 0), np.int32)
         elif num_beams > 1:
@@ -276,7 +334,7 @@ class LanguageModel(keras.Model):
                 use_cache=use_cache,
                 jit_compile=jit,
             )
-        return self._format_output(np.concatenate([ids, new.astype(np.int32)], axis=1), was_1d, as_str)
+        return new
 
     def _sample(self, ids, num_tokens, *, temperature, top_k, top_p, processors, use_cache, jit_compile):
         """Read the prompt and sample in one compiled program (cached per setting)."""
@@ -293,7 +351,7 @@ class LanguageModel(keras.Model):
             ),
             jit_compile=jit_compile,
         )
-        out = program(
+        out, first_invalid = program(
             tuple(ops.convert_to_tensor(x) for x in self._prompt_inputs(ids)) if use_cache else (),
             tf.constant(tokens),
             tf.constant(length, tf.int32),
@@ -301,6 +359,10 @@ class LanguageModel(keras.Model):
             tf.constant(temperature, tf.float32),  # tensors: a new temperature does not retrace
             None if top_p is None else tf.constant(top_p, tf.float32),
         )
+        if int(first_invalid) >= 0:  # the compiled loop cannot raise: it reports the step
+            raise sampling.InvalidLogitsError(
+                f"the logits for new token {int(first_invalid)} have a row with {sampling.INVALID_LOGITS_REASON}."
+            )
         return out.numpy()[:, length : length + num_tokens]
 
     def _sampling_program(
@@ -325,6 +387,7 @@ class LanguageModel(keras.Model):
             top_p=top_p,
             seed=self.sampling_seed,
             logits_processors=processors,
+            return_invalid=True,
         )
 
     def _beam_search(self, ids, num_tokens, num_beams, processors, use_cache):

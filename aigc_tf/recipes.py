@@ -141,6 +141,8 @@ class Recipe:
 
             loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
             model.compile(optimizer=self.build_optimizer(learning_rate), loss=loss, **flags)
+            if self.optimizer.get("exclude_from_weight_decay"):  # saved with the model, so a resumed run decays alike
+                model.exclude_from_weight_decay(self.optimizer["exclude_from_weight_decay"])
         else:
             model.compile(optimizer=self.build_optimizer(learning_rate), **flags)
 

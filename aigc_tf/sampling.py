@@ -44,6 +44,7 @@ from keras import ops
 from aigc_tf.validation import check_float, check_int, check_optional_int, check_probability
 
 __all__ = [
+    "InvalidLogitsError",
     "LogitsProcessor",
     "NoRepeatNGram",
     "beam_search",
@@ -56,6 +57,48 @@ __all__ = [
 ]
 
 NEG_INF = float("-inf")
+POS_INF = float("inf")
+
+
+class InvalidLogitsError(ValueError):
+    """A row of logits has no finite maximum (every entry ``-inf``, or a NaN): no token can be drawn.
+
+    A model whose weights have diverged gives NaN logits; a logits processor that bans
+    every token gives a row of ``-inf``. Decoding stops with this error instead of
+    returning an id outside the vocabulary.
+    """
+
+
+INVALID_LOGITS_REASON = (
+    "no finite maximum (every entry -inf, or a NaN): there is no token to draw. NaN logits come from "
+    "a model whose weights diverged; a row of -inf from logits processors that banned every token"
+)
+
+
+def _sanitise(logits: Any) -> tuple[Any, Any]:
+    """Define the draw for every row of (B, V) float32 logits.
+
+    ``+inf`` entries share the row's mass equally (a limit of ever larger logits);
+    a row with a NaN or no entry above ``-inf`` is *invalid*: it is replaced by
+    zeros, so a compiled loop can carry on with an in-vocabulary placeholder
+    while the caller is told.
+
+    Returns:
+        ``(logits, invalid)``: the defined logits (B, V) and a bool (B,) mask.
+    """
+    positive = ops.equal(logits, POS_INF)
+    logits = ops.where(ops.any(positive, axis=-1, keepdims=True), ops.where(positive, 0.0, NEG_INF), logits)
+    invalid = ops.logical_or(ops.any(ops.isnan(logits), axis=-1), ops.all(ops.equal(logits, NEG_INF), axis=-1))
+    return ops.where(invalid[:, None], 0.0, logits), invalid
+
+
+def _raise_if_invalid(invalid: Any, where: str) -> None:
+    """Eagerly: raise :class:`InvalidLogitsError` naming the rows (inside a graph this cannot raise)."""
+    if tf.executing_eagerly():
+        rows = np.flatnonzero(np.asarray(invalid))
+        if rows.size:
+            raise InvalidLogitsError(f"{where}: row(s) {rows.tolist()} of the logits have {INVALID_LOGITS_REASON}.")
+
 
 StepFn = Callable[[Any, Any], tuple[Any, Any]]
 
@@ -189,6 +232,11 @@ def sample(
             ``keras.random.SeedGenerator`` (a reproducible stream), or None
             (Keras' global generator).
 
+    ``+inf`` logits share their row's mass equally. A row with no finite maximum
+    (all ``-inf``, or a NaN) raises :class:`InvalidLogitsError`; inside ``tf.function``,
+    where nothing can raise, it draws an in-vocabulary placeholder (``sample_loop``
+    reports such steps).
+
     Returns:
         int32 token ids: shape () for (V,) logits, (B,) for (B, V) logits.
     """
@@ -197,7 +245,8 @@ def sample(
     single = len(logits.shape) == 1
     if single:
         logits = logits[None, :]
-    ids = _draw(logits, temperature, top_k, top_p, seed)
+    ids, invalid = _draw(logits, temperature, top_k, top_p, seed)
+    _raise_if_invalid(invalid, "sample")
     return ids[0] if single else ids
 
 
@@ -205,16 +254,17 @@ def sample(
 sample_next = sample
 
 
-def _draw(logits: Any, temperature: Any, top_k: int | None, top_p: Any, seed: Any) -> Any:
-    """The body of :func:`sample` for checked (B, V) float32 logits."""
+def _draw(logits: Any, temperature: Any, top_k: int | None, top_p: Any, seed: Any) -> tuple[Any, Any]:
+    """The body of :func:`sample` for checked (B, V) float32 logits: ``(ids (B,), invalid rows (B,))``."""
+    logits, invalid = _sanitise(logits)
     if top_k == 1:  # greedy: exact argmax, no randomness
-        return ops.cast(ops.argmax(logits, axis=-1), "int32")
+        return ops.cast(ops.argmax(logits, axis=-1), "int32"), invalid
     logits = logits / ops.cast(temperature, "float32")
     if top_k is not None:
         logits = top_k_filter(logits, top_k)
     if top_p is not None:
         logits = top_p_filter(logits, top_p)
-    return keras.random.categorical(logits, 1, dtype="int32", seed=seed)[:, 0]
+    return keras.random.categorical(logits, 1, dtype="int32", seed=seed)[:, 0], invalid
 
 
 def _is_python_int(value: Any) -> bool:
@@ -234,6 +284,7 @@ def sample_loop(
     top_p: Any = None,
     seed: int | keras.random.SeedGenerator | None = None,
     logits_processors: Sequence[LogitsProcessor] = (),
+    return_invalid: bool = False,
 ) -> Any:
     """Sample ``num_tokens`` tokens autoregressively: choose a token, feed it back, repeat.
 
@@ -270,9 +321,14 @@ def sample_loop(
             or None (Keras' global generator).
         logits_processors: :class:`LogitsProcessor` callables applied in order
             before every choice.
+        return_invalid: also return the first new token whose logits had a row with no
+            finite maximum (see :func:`sample`), -1 if none: inside ``tf.function``
+            the loop cannot raise, so its caller does. Eagerly, without it, such a
+            token raises :class:`InvalidLogitsError` at once.
 
     Returns:
-        ``tokens`` with the new ids at ``[:, length : length + num_tokens]``, int32 (B, C).
+        ``tokens`` with the new ids at ``[:, length : length + num_tokens]``, int32 (B, C);
+        with ``return_invalid``, ``(tokens, first_invalid)`` (an int32 scalar).
     """
     eager = tf.executing_eagerly()
     if _is_python_int(seed):
@@ -293,28 +349,33 @@ def sample_loop(
     stateless = state is None
     length = ops.cast(length, "int32")
 
-    def choose(i: Any, logits: Any, tokens: Any) -> tuple[Any, Any]:  # token i: process, draw, write
+    def choose(i: Any, logits: Any, tokens: Any, bad: Any) -> tuple[Any, Any, Any]:  # token i: process, draw, write
         position = length + i
         for processor in processors:
             logits = processor(logits, tokens, position)
-        token = _draw(logits, temperature, top_k, top_p, seed)
-        return token, ops.slice_update(tokens, [0, position], token[:, None])
+        token, invalid = _draw(logits, temperature, top_k, top_p, seed)
+        if eager and not return_invalid:
+            _raise_if_invalid(invalid, f"sample_loop, new token {i}")
+        bad = ops.where(ops.logical_and(bad < 0, ops.any(invalid)), i, bad)  # the first invalid step
+        return token, ops.slice_update(tokens, [0, position], token[:, None]), bad
 
-    def body(i: Any, logits: Any, state: Any, tokens: Any) -> tuple[Any, Any, Any, Any]:
-        token, tokens = choose(i, logits, tokens)
+    def body(i: Any, logits: Any, state: Any, tokens: Any, bad: Any) -> tuple[Any, Any, Any, Any, Any]:
+        token, tokens, bad = choose(i, logits, tokens, bad)
         logits, state = step_fn(token, None if stateless else state)
-        return i + 1, ops.cast(logits, "float32"), () if stateless else state, tokens
+        return i + 1, ops.cast(logits, "float32"), () if stateless else state, tokens, bad
 
     carried = () if stateless else state  # a while_loop carries tensors only
+    bad = ops.full((), -1, "int32")
     if eager:
         for i in range(int(num_tokens) - 1):
-            _, logits, carried, tokens = body(i, logits, carried, tokens)
+            _, logits, carried, tokens, bad = body(i, logits, carried, tokens, bad)
         i = int(num_tokens) - 1
     else:
-        i, logits, _, tokens = ops.while_loop(
-            lambda i, *_: i < num_tokens - 1, body, (ops.zeros((), "int32"), logits, carried, tokens)
+        i, logits, _, tokens, bad = ops.while_loop(
+            lambda i, *_: i < num_tokens - 1, body, (ops.zeros((), "int32"), logits, carried, tokens, bad)
         )
-    return choose(i, logits, tokens)[1]
+    _, tokens, bad = choose(i, logits, tokens, bad)
+    return (tokens, bad) if return_invalid else tokens
 
 
 @dataclass(frozen=True)
@@ -422,11 +483,15 @@ def beam_search(
     row_offset = ops.arange(batch, dtype="int32")[:, None] * K
 
     for step in range(max_new_tokens):
-        log_probs = ops.log_softmax(ops.cast(logits, "float32"), axis=-1)
+        defined, invalid = _sanitise(ops.cast(logits, "float32"))  # +inf entries share the mass
+        log_probs = ops.log_softmax(defined, axis=-1)
         if processors:
             history = ops.concatenate([prompt, ops.reshape(sequences, (batch * K, step))], axis=1)
             for processor in processors:
                 log_probs = processor(log_probs, history, history.shape[1])
+            invalid = ops.logical_or(invalid, ops.all(ops.equal(log_probs, NEG_INF), axis=-1))
+        live = ops.reshape(scores > NEG_INF, (-1,))  # a dead beam's logits do not matter
+        _raise_if_invalid(ops.logical_and(invalid, live), f"beam_search, new token {step}")
         candidates = ops.reshape(scores[:, :, None] + ops.reshape(log_probs, (batch, K, vocab)), (batch, K * vocab))
         scores, flat = ops.top_k(candidates, K)  # (B, K), best first
         flat = ops.cast(flat, "int32")

@@ -23,6 +23,7 @@ import numpy as np
 from aigc_tf.callbacks import TimeBudget, training_optimizers
 from aigc_tf.config import max_steps, runs_dir
 from aigc_tf.recipes import GANS, LANGUAGE_MODELS, Recipe
+from aigc_tf.streams import random_variables
 from aigc_tf.validation import check_int, check_optional_int
 
 __all__ = [
@@ -137,20 +138,14 @@ def training_dataset(recipe: Recipe, model, *, seed: int = 0, start: int = 0, te
 # --------------------------------------------------------------------------- #
 
 
-def _random_variables(model) -> list:
-    # SeedGenerator states are model variables (Keras lists them in `model.variables`)
-    # but `.keras` files reload them at their initial values: saved here instead.
-    return [v for v in model.variables if v.name == "seed_generator_state"]
-
-
 def random_state(model) -> list[np.ndarray]:
     """The current state of every random stream (``SeedGenerator``) of ``model``, in a fixed order."""
-    return [np.asarray(v.numpy()) for v in _random_variables(model)]
+    return [np.asarray(v.numpy()) for v in random_variables(model)]
 
 
 def restore_random_state(model, state: list[np.ndarray]) -> None:
     """Set ``model``'s random streams to ``state`` (from :func:`random_state` of the same architecture)."""
-    variables = _random_variables(model)
+    variables = random_variables(model)
     if len(variables) != len(state):
         raise ValueError(f"state: the model has {len(variables)} random streams, the state holds {len(state)}.")
     for variable, value in zip(variables, state):

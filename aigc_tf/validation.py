@@ -216,3 +216,26 @@ def check_labels(name: str, labels: Any, num_classes: int, *, size: int | None =
         if low < 0 or high >= num_classes:
             raise ValueError(f"{name} must lie in [0, {num_classes}), got values in [{low}, {high}].")
     return array.astype(np.int32)
+
+
+def check_finite(name: str, value: Any) -> np.ndarray:
+    """``value`` as a float64 NumPy array with every entry finite.
+
+    Raises:
+        TypeError: if it is not numeric.
+        ValueError: naming how many entries are NaN or infinite (a diverged model, a bad file).
+    """
+    try:
+        array = np.asarray(value)
+    except Exception as error:
+        raise TypeError(f"{name} must be a numeric array, got {_describe(value)}.") from error
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}.")
+    array = array.astype(np.float64, copy=False)
+    bad = ~np.isfinite(array)
+    if bad.any():
+        raise ValueError(
+            f"{name} has {int(bad.sum())} of {array.size} entries NaN or infinite "
+            f"({int(np.isnan(array).sum())} NaN): expected finite values."
+        )
+    return array

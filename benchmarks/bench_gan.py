@@ -41,8 +41,10 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from _harness import add_common_arguments, compare_train_steps, ratio_summary, row, run_modes
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -253,29 +255,33 @@ def bench_quality(recipe: Recipe, final_lr_fraction: float = 1.0) -> list[str]:
     epochs, steps = len(history["d_loss"]), int(model.g_optimizer.iterations)
     for e in range(epochs):
         print("  epoch", e + 1, "  ".join(f"{k} {v[e]:.3f}" for k, v in history.items()))
+    # Save the trained model before anything can fail in the evaluation: minutes of training are not lost.
+    saved = Path(tempfile.mkdtemp(prefix="bench_gan-")) / "model.keras"
+    model.save(saved)
+    print(f"  trained model saved to {saved}", flush=True)
 
     start = time.perf_counter()
     requested = np.arange(n) % 10
     labels = requested if conditional else None  # ClusteredGAN draws the clusters by their shares
     samples = model.generate(n, seed=0, labels=labels)  # samples carry their range, (-1, 1)
     gen = evaluate_samples(samples, test, "mnist")
+    print(f"  averaged G: {_scores(gen)}", flush=True)  # each result as soon as it is known
     raw = evaluate_samples(model.generate(n, seed=0, labels=labels, average=False), test, "mnist")
-    # Discriminator rejection sampling from the averaged generator (bound: D's 95th percentile).
+    print(f"  raw G:      {_scores(raw)}", flush=True)
+    # Discriminator rejection sampling from the averaged generator (bound: D's 95th percentile, per class).
     drs_start = time.perf_counter()
-    drs_samples = model.generate_rejection(n, seed=0, labels=labels)
+    drs_stats = {}
+    drs_samples = model.generate_rejection(n, seed=0, labels=labels, stats=drs_stats)
     drs_seconds = time.perf_counter() - drs_start
     drs = evaluate_samples(drs_samples, test, "mnist")
+    print(f"  + rejection sampling (acceptance {100 * drs_stats['acceptance']:.1f}%): {_scores(drs)}", flush=True)
     as_requested = ""
     if conditional:
         _, probs = classifier_outputs(samples, "mnist")
         as_requested = f"classified as the requested digit {100 * np.mean(probs.argmax(1) == requested):.1f}%; "
     floor = evaluate_samples(floor_real, test, "mnist")  # plain [0, 1] arrays
     eval_seconds = time.perf_counter() - start
-    print(
-        f"  averaged G: {_scores(gen)}\n  raw G:      {_scores(raw)}\n"
-        f"  averaged G + rejection sampling ({drs_seconds:.0f} s): {_scores(drs)}\n  floor:      {_scores(floor)}\n"
-        f"  evaluation: {eval_seconds:.0f} s"
-    )
+    print(f"  floor:      {_scores(floor)}\n  evaluation: {eval_seconds:.0f} s")
 
     target = "smoke run, no target" if profile == "smoke" else "target: recognisable >= 90%, 10/10 classes"
     decay_note = f" with a cosine to {final_lr_fraction:g}x over the budget" if final_lr_fraction < 1 else ""
@@ -290,8 +296,10 @@ def bench_quality(recipe: Recipe, final_lr_fraction: float = 1.0) -> list[str]:
             f"{cluster_note}{as_requested}averaged generator (EMA {model.ema_decay}): {_scores(gen)} ({target}); "
             f"raw generator: classifier FID {raw['classifier_fid']:.2f}, "
             f"recognisable {100 * raw['recognisable_rate']:.1f}%, {raw['coverage']['classes_present']}/10 classes; "
-            f"averaged generator with discriminator rejection sampling (bound at D's 95th percentile, "
-            f"{drs_seconds:.0f} s for {n:,}): {_scores(drs)}; floor, {len(floor_real):,} real train images vs test: "
+            f"averaged generator with discriminator rejection sampling (bound at D's 95th percentile"
+            f"{' per class' if labels is not None else ''}, acceptance {100 * drs_stats['acceptance']:.1f}%, "
+            f"{drs_stats['fallback']} fallbacks, {drs_seconds:.0f} s for {n:,}): {_scores(drs)}; "
+            f"floor, {len(floor_real):,} real train images vs test: "
             f"classifier FID {floor['classifier_fid']:.2f}, KID {floor['classifier_kid']:.4f}, "
             f"recognisable {100 * floor['recognisable_rate']:.1f}%; eval {eval_seconds:.0f} s",
         )

@@ -493,7 +493,7 @@ def three_groups(n: int = 30, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     x = np.full((n, 16, 16, 1), -1.0, np.float32)
     for i, g in enumerate(group):
         x[i, 2 + 5 * g : 6 + 5 * g, 3:8] = 1.0
-    return x + 0.05 * rng.standard_normal(x.shape).astype(np.float32), group
+    return np.clip(x + 0.05 * rng.standard_normal(x.shape).astype(np.float32), -1.0, 1.0), group
 
 
 def test_mixed_float16_trains_with_float32_outputs_and_scaled_losses(blobs):
@@ -931,7 +931,20 @@ def test_rejection_sample_over_stand_in_callables():
     out = rejection_sample(labelled, lambda x, _: x[:, 0] * 10, len(labels), seed=4, labels=labels, burn_in=300)
     np.testing.assert_array_equal(np.round(out[:, 0] / 0.3), labels)
     with pytest.raises(RuntimeError, match="max_rounds=2"):
-        rejection_sample(propose, score, 5, seed=0, bound=1e9, max_rounds=2)
+        rejection_sample(propose, score, 5, seed=0, bound=1e9, max_rounds=2, strict=True)
+    # Not strict: the open slots keep their best-scoring proposal, with a warning and the count.
+    report = {}
+    with pytest.warns(RuntimeWarning, match="5 of 5 images still rejected after max_rounds=2"):
+        kept = rejection_sample(propose, score, 5, seed=0, bound=1e9, max_rounds=2, stats=report)
+    assert report["fallback"] == 5 and report["rounds"] == 2 and report["acceptance"] == 0.0
+    # A class D scores far lower everywhere is not rejected whole: each label gets its own bound.
+    low_class = lambda x, labels: x[:, 0] * 10 - 60.0 * (np.asarray(labels) == 2)  # noqa: E731
+    report = {}
+    out = rejection_sample(labelled, low_class, len(labels), seed=5, labels=labels, percentile=50, stats=report)
+    np.testing.assert_array_equal(np.round(out[:, 0] / 0.3), labels)
+    assert report["fallback"] == 0 and report["bounds"][2] < report["bounds"][0] - 50
+    assert 0.05 < report["acceptance"] < 1.0
+    assert kept.shape[0] == 5 and np.isfinite(kept).all()
     with pytest.raises(ValueError, match="percentile must be in"):
         rejection_sample(propose, score, 5, seed=0, percentile=101)
     with pytest.raises(TypeError, match="seed must be an int"):
@@ -967,7 +980,10 @@ def test_generate_rejection_keeps_what_d_rates_higher():
     # A bound below every logit accepts every first proposal: exactly generate(n, seed).
     np.testing.assert_array_equal(model.generate_rejection(40, seed=3, bound=-1e9), model.generate(40, seed=3))
     with pytest.raises(RuntimeError, match="max_rounds=2"):
-        model.generate_rejection(5, seed=0, bound=1e9, max_rounds=2)
+        model.generate_rejection(5, seed=0, bound=1e9, max_rounds=2, strict=True)
+    with pytest.warns(RuntimeWarning, match="still rejected"):
+        fallback = model.generate_rejection(5, seed=0, bound=1e9, max_rounds=2)
+    assert fallback.shape == (5, 16, 16, 1) and fallback.value_range == (-1.0, 1.0)
     with pytest.raises(ValueError, match="percentile must be in"):
         model.generate_rejection(5, percentile=101)
     with pytest.raises(ValueError, match="num_images must be >= 1"):

@@ -27,16 +27,19 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from aigc_tf.data_checks import CheckedFit, checked_pixels
 from aigc_tf.ema import ExponentialMovingAverage
 from aigc_tf.gan.generation import GenerationMixin
 from aigc_tf.gan.losses import discriminator_loss, generator_loss
 from aigc_tf.gan.networks import make_discriminator, make_generator
 from aigc_tf.images import (
     batch_rows,
+    check_image_batch,
     check_image_dataset,
     checked_images,
     images_of,
 )
+from aigc_tf.streams import SavedRandomState
 from aigc_tf.validation import (
     check_float,
     check_image_shape,
@@ -113,7 +116,7 @@ class GANConfig:
         return cls(**fixed, **{name: kwargs.pop(name) for name in list(kwargs) if name in names})
 
 
-class GAN(GenerationMixin, keras.Model):
+class GAN(SavedRandomState, CheckedFit, GenerationMixin, keras.Model):
     """A generator G and a discriminator D trained against each other; the base of the three GANs.
 
     Build one of :class:`DCGAN`, :class:`~aigc_tf.gan.ConditionalGAN` or
@@ -143,6 +146,14 @@ class GAN(GenerationMixin, keras.Model):
 
     #: The pixel range of the images G makes (tanh) and D expects.
     value_range: tuple[float, float] = (-1.0, 1.0)
+
+    # ---- training data, checked batch by batch (see aigc_tf.data_checks) -------------
+
+    def checked_batches(self, dataset, name):
+        return checked_pixels(dataset, self.value_range, name)
+
+    def check_arrays(self, x, y):
+        check_image_batch("x", images_of(x), self.image_shape, self.value_range)
 
     def __init__(self, config: GANConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -205,7 +216,8 @@ class GAN(GenerationMixin, keras.Model):
     ) -> None:
         """Set the two optimizers (default: Adam(2e-4, beta_1=0.5) each).
 
-        Under a ``mixed_float16`` policy each optimizer is wrapped in a
+        When the networks were built under a ``mixed_float16`` policy (whatever the
+        policy is when ``compile`` runs), each optimizer is wrapped in a
         ``keras.optimizers.LossScaleOptimizer`` (Keras does that only for
         ``model.optimizer``). Both optimizers are built here, so call ``compile``
         inside ``strategy.scope()`` when distributing.
@@ -228,7 +240,9 @@ class GAN(GenerationMixin, keras.Model):
         g_optimizer = g_optimizer or keras.optimizers.Adam(2e-4, beta_1=0.5)
         if d_optimizer is g_optimizer:
             raise ValueError("d_optimizer and g_optimizer must be two different optimizer objects.")
-        if keras.mixed_precision.global_policy().name == "mixed_float16":
+        # Loss scaling follows the policy the networks were *built* with, not the policy of the moment.
+        layers = [*self.generator.layers, *self.discriminator.layers]
+        if any(layer.compute_dtype == "float16" for layer in layers):
             d_optimizer, g_optimizer = _loss_scaled(d_optimizer), _loss_scaled(g_optimizer)
         super().compile(**kwargs)
         self._gan_compile_kwargs = {

@@ -95,6 +95,8 @@ class GenerationMixin:
         average: bool = True,
         burn_in: int = 2000,
         max_rounds: int = 100,
+        strict: bool = False,
+        stats: dict | None = None,
     ) -> Images:
         """Sample ``num_images`` images, keeping those D finds realistic (discriminator rejection sampling).
 
@@ -111,8 +113,13 @@ class GenerationMixin:
             percentile: the bound is this percentile of D's logits on ``burn_in``
                 proposals (100: the largest, as in the paper).
             bound: a fixed log bound instead.
-            burn_in: proposals scored to set the bound.
-            max_rounds: rounds of at least 1,000 proposals; more raise a ``RuntimeError``.
+            burn_in: proposals scored to set the bound (with labels, shared among them:
+                each class gets its own bound).
+            max_rounds: rounds of at least 1,000 proposals; then the slots still open
+                keep their best-scoring proposal, with a ``RuntimeWarning``.
+            strict: raise a ``RuntimeError`` after ``max_rounds`` instead.
+            stats: a dict to fill with the acceptance rate and the rest (see
+                :func:`~aigc_tf.gan.rejection.rejection_sample`).
 
         Returns:
             ``(num_images, H, W, C)`` float32 :class:`~aigc_tf.images.Images` in [-1, 1].
@@ -126,7 +133,9 @@ class GenerationMixin:
                 rng.standard_normal((count, self.latent_dim)).astype(np.float32), slot_labels, average
             )
 
-        options = dict(percentile=percentile, bound=bound, burn_in=burn_in, max_rounds=max_rounds)
+        options = dict(
+            percentile=percentile, bound=bound, burn_in=burn_in, max_rounds=max_rounds, strict=strict, stats=stats
+        )
         images = rejection_sample(propose, self._logits, num_images, seed=seed, labels=labels, **options)
         return as_images(images, self.value_range)
 

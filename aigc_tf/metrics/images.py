@@ -38,6 +38,7 @@ import numpy as np
 from scipy import linalg
 
 from aigc_tf.images import to_unit_range
+from aigc_tf.validation import check_finite
 
 CLASSIFIER_DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist")
 FEATURE_LAYER = "features"
@@ -79,8 +80,14 @@ def frechet_distance_from_moments(mu_a, sigma_a, mu_b, sigma_b, eps: float = 1e-
         ``||mu_a - mu_b||^2 + Tr(sigma_a) + Tr(sigma_b) - 2 Tr((sigma_a sigma_b)^(1/2))``,
         clipped at 0 (round-off can push identical sets slightly below).
     """
-    mu_a, mu_b = np.asarray(mu_a, np.float64), np.asarray(mu_b, np.float64)
-    sigma_a, sigma_b = np.asarray(sigma_a, np.float64), np.asarray(sigma_b, np.float64)
+    mu_a, mu_b = check_finite("mu_a", mu_a), check_finite("mu_b", mu_b)
+    sigma_a, sigma_b = check_finite("sigma_a", sigma_a), check_finite("sigma_b", sigma_b)
+    d = mu_a.shape[0] if mu_a.ndim == 1 else None
+    if d is None or mu_b.shape != (d,) or sigma_a.shape != (d, d) or sigma_b.shape != (d, d):
+        raise ValueError(
+            "frechet_distance_from_moments needs means (d,) and covariances (d, d) of one d; got "
+            f"mu_a {mu_a.shape}, sigma_a {sigma_a.shape}, mu_b {mu_b.shape}, sigma_b {sigma_b.shape}."
+        )
     diff = mu_a - mu_b
     with warnings.catch_warnings():
         # A singular product (rank-deficient features, e.g. dead ReLUs on poor
@@ -223,7 +230,7 @@ def recognisable_rate(probabilities: Any, threshold: float = 0.9) -> float:
     Returns:
         A fraction in [0, 1].
     """
-    probs = np.asarray(probabilities, dtype=np.float64)
+    probs = check_finite("probabilities", probabilities)
     if probs.ndim != 2 or len(probs) == 0:
         raise ValueError(f"probabilities must be (N >= 1, num_classes), got shape {probs.shape}.")
     if not 0.0 < threshold <= 1.0:
@@ -249,6 +256,7 @@ def class_coverage(predictions: Any, num_classes: int | None = None) -> dict[str
     """
     pred = np.asarray(predictions)
     if pred.ndim == 2:
+        check_finite("predictions", pred)  # NaN would argmax to class 0
         num_classes = num_classes or pred.shape[1]
         labels = pred.argmax(axis=1)
     elif pred.ndim == 1:
@@ -369,6 +377,7 @@ def classifier_outputs(
         ``(features (N, 128), probabilities (N, 10))`` float32 arrays.
     """
     x = _to_unit_images(images, value_range)
+    check_finite("images", x)  # NaN pixels would read as "0 % recognisable, all class 0"
     model = _feature_model(dataset)
     feats, probs = [], []
     for start in range(0, len(x), int(batch_size)):

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from aigc_tf.data_checks import CheckedFit, checked_pixels
 from aigc_tf.images import (
     Images,
     as_images,
@@ -20,15 +21,16 @@ from aigc_tf.images import (
     checked_images,
     images_of,
 )
+from aigc_tf.streams import SavedRandomState
 from aigc_tf.vae.elbo import bernoulli_log_likelihood, gaussian_log_density, kl_divergence, log_mean_exp
 from aigc_tf.vae.networks import Sampling, make_decoder, make_encoder
-from aigc_tf.validation import check_float, check_image_shape, check_int, check_int_tuple, check_seed
+from aigc_tf.validation import check_finite, check_float, check_image_shape, check_int, check_int_tuple, check_seed
 
 __all__ = ["VAE"]
 
 
 @keras.saving.register_keras_serializable(package="aigc_tf")
-class VAE(keras.Model):
+class VAE(SavedRandomState, CheckedFit, keras.Model):
     """Convolutional VAE with a Bernoulli decoder, trained on the exact ELBO.
 
     Example:
@@ -66,6 +68,14 @@ class VAE(keras.Model):
 
     #: The pixel range of the images the model reads and returns (Bernoulli probabilities).
     value_range: tuple[float, float] = (0.0, 1.0)
+
+    # ---- training data, checked batch by batch (see aigc_tf.data_checks) -------------
+
+    def checked_batches(self, dataset, name):
+        return checked_pixels(dataset, self.value_range, name)
+
+    def check_arrays(self, x, y):
+        check_image_batch("x", images_of(x), self.image_shape, self.value_range)
 
     def __init__(
         self,
@@ -365,7 +375,7 @@ class VAE(keras.Model):
         Returns:
             ``(N, H, W, C)`` float32 :class:`~aigc_tf.images.Images` in [0, 1].
         """
-        z = np.asarray(z, dtype=np.float32)
+        z = check_finite("z", z).astype(np.float32)  # NaN codes would decode to grey images
         if z.ndim != 2 or z.shape[1] != self.latent_dim:
             raise ValueError(f"z must have shape (N, {self.latent_dim}) (latent_dim), got {z.shape}.")
         logits = self.decoder.predict_on_batch(z) if len(z) else np.zeros((0, *self.image_shape))

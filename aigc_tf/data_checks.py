@@ -1,0 +1,100 @@
+"""Training data checked batch by batch, as it streams into ``fit``.
+
+A bad value in a late batch (a NaN pixel, an image in 0..255 among [0, 1] ones, a
+token id outside the vocabulary) used to train a model to NaN without a word, or
+fail deep inside TensorFlow. :class:`CheckedFit` makes every model's ``fit`` check
+each batch inside the ``tf.data`` pipeline (outside the compiled step, so with XLA
+too) and stop at the first bad one with an error naming the batch; NumPy data are
+checked whole before training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from aigc_tf.images import images_of
+from aigc_tf.validation import check_int
+
+__all__ = ["CheckedFit", "checked_ids", "checked_pixels"]
+
+
+def _with_check(dataset: tf.data.Dataset, check) -> tf.data.Dataset:
+    """``dataset`` whose element ``b`` passes through ``check(b, element)`` (an assert op) first."""
+
+    def checked(index, element):
+        with tf.control_dependencies([check(index, element)]):
+            return tf.nest.map_structure(tf.identity, element)
+
+    return dataset.enumerate().map(checked, deterministic=True)
+
+
+def checked_pixels(dataset: tf.data.Dataset, value_range: tuple[float, float], name: str = "x") -> tf.data.Dataset:
+    """``dataset`` (images, or ``(images, labels, ...)``) with every batch's pixels checked.
+
+    Raises (when the bad batch is read, i.e. during ``fit``):
+        tf.errors.InvalidArgumentError: naming the batch (counted from 0), the range and
+            the batch's min and max, for a pixel outside ``value_range`` or not finite.
+    """
+    low, high = (float(v) for v in value_range)
+
+    def check(index, element):
+        x = tf.cast(images_of(element), tf.float32)
+        lo, hi = tf.reduce_min(x), tf.reduce_max(x)
+        ok = tf.logical_and(tf.reduce_all(tf.math.is_finite(x)), tf.logical_and(lo >= low, hi <= high))
+        message = f"{name}: batch (counted from 0)"
+        detail = f"has pixel values outside [{low:g}, {high:g}] or not finite (NaN, inf); its min and max:"
+        return tf.debugging.Assert(ok, [message, index, detail, lo, hi], summarize=4)
+
+    return _with_check(dataset, check)
+
+
+def checked_ids(dataset: tf.data.Dataset, vocab_size: int, name: str = "x") -> tf.data.Dataset:
+    """``dataset`` of ``ids`` or ``(ids, targets)`` batches with every id checked to lie in ``[0, vocab_size)``."""
+    vocab_size = check_int("vocab_size", vocab_size, minimum=1)
+
+    def check(index, element):
+        parts = element if isinstance(element, (tuple, list)) else (element,)
+        ids = [tf.cast(p, tf.int64) for p in parts[:2] if p.dtype.is_integer]
+        lo = tf.reduce_min([tf.reduce_min(p) for p in ids]) if ids else tf.constant(0, tf.int64)
+        hi = tf.reduce_max([tf.reduce_max(p) for p in ids]) if ids else tf.constant(0, tf.int64)
+        ok = tf.logical_and(lo >= 0, hi < vocab_size)
+        message = f"{name}: batch (counted from 0)"
+        detail = f"has token ids outside [0, {vocab_size}) (the model's vocabulary); its min and max id:"
+        return tf.debugging.Assert(ok, [message, index, detail, lo, hi], summarize=4)
+
+    return _with_check(dataset, check)
+
+
+class CheckedFit:
+    """Mixin for a ``keras.Model``: ``fit`` refuses bad arguments and checks every batch.
+
+    A model family says what a good batch is: :meth:`checked_batches` wraps a dataset,
+    :meth:`check_arrays` checks NumPy inputs whole. ``fit`` also refuses
+    ``batch_size`` below 1 (Keras would silently use 32) and empty arrays (Keras would
+    return an empty history and count one step).
+    """
+
+    def checked_batches(self, dataset: tf.data.Dataset, name: str) -> tf.data.Dataset:
+        """``dataset`` with each batch checked inside the pipeline."""
+        return dataset
+
+    def check_arrays(self, x: Any, y: Any) -> None:
+        """Check array (NumPy) training data before ``fit``; raise ``ValueError`` for bad values."""
+
+    def fit(self, x=None, y=None, batch_size=None, *args, **kwargs):
+        if batch_size is not None:
+            batch_size = check_int("batch_size", batch_size, minimum=1)
+        if isinstance(x, tf.data.Dataset):
+            x = self.checked_batches(x, "x")
+        elif x is not None and not hasattr(x, "__next__"):
+            first = x[0] if isinstance(x, (tuple, list)) else x
+            if len(first) == 0:
+                raise ValueError(f"x is empty (shape {np.shape(first)}): there is nothing to train on.")
+            self.check_arrays(x, y)
+        validation = kwargs.get("validation_data")
+        if isinstance(validation, tf.data.Dataset):
+            kwargs["validation_data"] = self.checked_batches(validation, "validation_data")
+        return super().fit(x, y, batch_size, *args, **kwargs)
