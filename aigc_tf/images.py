@@ -17,7 +17,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from aigc_tf.validation import check_value_range
+from aigc_tf.validation import check_value_range, numeric_array
 
 UNIT_RANGE: tuple[float, float] = (0.0, 1.0)
 
@@ -185,12 +185,7 @@ def check_image_batch(
         TypeError: if ``images`` is not numeric.
         ValueError: for a wrong shape, or pixels outside ``value_range`` (NaN included).
     """
-    try:
-        array = np.asarray(images)
-    except Exception as error:
-        raise TypeError(f"{name} must be an array of images, got {type(images).__name__}.") from error
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise TypeError(f"{name} must be a numeric array of images, got dtype {array.dtype}.")
+    array = numeric_array(name, images, "a numeric array of images")
     if array.ndim != 4 or tuple(array.shape[1:]) != tuple(image_shape):
         raise ValueError(_shape_message(name, image_shape, tuple(array.shape)))
     array = array.astype(np.float32, copy=False).view(np.ndarray)

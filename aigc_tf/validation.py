@@ -218,6 +218,21 @@ def check_labels(name: str, labels: Any, num_classes: int, *, size: int | None =
     return array.astype(np.int32)
 
 
+def numeric_array(name: str, value: Any, what: str = "a numeric array") -> np.ndarray:
+    """``value`` as a NumPy array of numbers (or booleans).
+
+    Raises:
+        TypeError: naming ``what`` was expected, if it is not numeric.
+    """
+    try:
+        array = np.asarray(value)
+    except Exception as error:
+        raise TypeError(f"{name} must be {what}, got {_describe(value)}.") from error
+    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
+        raise TypeError(f"{name} must be {what}, got dtype {array.dtype}.")
+    return array
+
+
 def check_finite(name: str, value: Any) -> np.ndarray:
     """``value`` as a float64 NumPy array with every entry finite.
 
@@ -225,13 +240,7 @@ def check_finite(name: str, value: Any) -> np.ndarray:
         TypeError: if it is not numeric.
         ValueError: naming how many entries are NaN or infinite (a diverged model, a bad file).
     """
-    try:
-        array = np.asarray(value)
-    except Exception as error:
-        raise TypeError(f"{name} must be a numeric array, got {_describe(value)}.") from error
-    if array.dtype == object or not (np.issubdtype(array.dtype, np.number) or array.dtype == bool):
-        raise TypeError(f"{name} must be a numeric array, got dtype {array.dtype}.")
-    array = array.astype(np.float64, copy=False)
+    array = numeric_array(name, value).astype(np.float64, copy=False)
     bad = ~np.isfinite(array)
     if bad.any():
         raise ValueError(
