@@ -29,7 +29,7 @@ import numpy as np
 
 from aigc_tf.validation import check_float, check_int
 
-__all__ = ["fit_ar", "predict_ar", "forecast_ar", "ar_residuals"]
+__all__ = ["ar_residuals", "ar_root_modulus", "fit_ar", "forecast_ar", "predict_ar"]
 
 
 def _as_series(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
@@ -144,11 +144,29 @@ def forecast_ar(
     window = list(_as_series(history, "history"))
     if len(window) < len(phi):
         raise ValueError(f"history has {len(window)} values; AR({len(phi)}) needs at least p = {len(phi)}.")
+    p = len(phi)
     out = np.empty(steps)
-    for i in range(steps):
-        out[i] = predict_ar(window, c, phi)
-        window.append(out[i])
+    with np.errstate(over="ignore", invalid="ignore"):
+        for i in range(steps):
+            out[i] = c + np.asarray(window[::-1][:p]) @ phi
+            if not np.isfinite(out[i]):
+                raise ValueError(
+                    f"the forecast overflowed at step {i}: phi={phi.tolist()} is explosive (the largest "
+                    f"root of its characteristic polynomial has modulus {ar_root_modulus(phi):.3g} > 1), so "
+                    "forecasts grow without bound. Forecast fewer steps, or fit a stationary model."
+                )
+            window.append(out[i])
     return out
+
+
+def ar_root_modulus(phi: Sequence[float] | np.ndarray) -> float:
+    """The largest modulus of the roots of ``z^p - phi[0] z^(p-1) - ... - phi[p-1]``.
+
+    Below 1 the AR(p) process is stationary and its forecasts settle at the mean;
+    above 1 they grow without bound.
+    """
+    _, phi = _check_params(0.0, phi)
+    return float(np.max(np.abs(np.roots(np.concatenate([[1.0], -phi]))))) if len(phi) else 0.0
 
 
 def ar_residuals(series: Sequence[float] | np.ndarray, c: float, phi: Sequence[float] | np.ndarray) -> np.ndarray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import numpy as np
 from aigc_tf.config import max_steps
 from aigc_tf.images import to_unit_range
 from aigc_tf.plotting import tile_images
-from aigc_tf.validation import check_float, check_int
+from aigc_tf.validation import check_float, check_int, check_optional_int, check_writable_file
 
 
 class SampleGridCallback(keras.callbacks.Callback):
@@ -49,11 +50,13 @@ class SampleGridCallback(keras.callbacks.Callback):
         frame_duration: float = 0.5,
     ):
         super().__init__()
+        if not callable(sample_fn):
+            raise TypeError(f"sample_fn must be a function of the model (model -> images), got {sample_fn!r}.")
         self.sample_fn = sample_fn
         self.every = check_int("every", every, minimum=1)
         self.value_range = value_range
-        self.ncols = ncols
-        self.gif_path = gif_path
+        self.ncols = check_optional_int("ncols", ncols, minimum=1)
+        self.gif_path = None if gif_path is None else check_writable_file("gif_path", gif_path)
         self.frame_duration = frame_duration
         self.frames: list[np.ndarray] = []  # uint8 grids
         self.epochs: list[int] = []
@@ -65,6 +68,8 @@ class SampleGridCallback(keras.callbacks.Callback):
         self.epochs.append(epoch)
 
     def on_train_begin(self, logs=None):
+        if self.gif_path is not None:  # fail now, not after the training
+            check_writable_file("gif_path", self.gif_path)
         if not self.frames:
             self._record(0)
 
@@ -73,8 +78,12 @@ class SampleGridCallback(keras.callbacks.Callback):
             self._record(epoch + 1)
 
     def on_train_end(self, logs=None):
-        if self.gif_path is not None:
+        if self.gif_path is None:
+            return
+        try:
             self.save_gif(self.gif_path)
+        except OSError as error:  # the disk filled up, say: keep the trained model and its History
+            warnings.warn(f"gif_path: the GIF could not be written to {self.gif_path} ({error}).", stacklevel=2)
 
     def save_gif(self, path: str | Path) -> Path:
         """Write the recorded frames as a looping GIF and return its path."""

@@ -21,6 +21,7 @@ Splits use TFDS's syntax, so profiles can take a slice: ``"train[:2000]"``,
 
 from __future__ import annotations
 
+import hashlib
 import os
 import socket
 from pathlib import Path
@@ -129,6 +130,38 @@ def data_source(name: str) -> tuple[Path, bool]:
     )
 
 
+_VERIFIED: set[tuple[str, str]] = set()  # (data_dir, dataset) whose files passed verify_shipped
+
+
+def verify_shipped(name: str, data_dir: Path = SHIPPED_DATA_DIR) -> None:
+    """Check the shipped copy of ``name`` against ``data/SHA256SUMS`` (once per process; ~20 ms).
+
+    A shard cut short by an interrupted copy, or a ``dataset_info.json`` edited by
+    hand, would otherwise fail deep inside TFDS — or at the first batch, without
+    the file's name.
+
+    Raises:
+        FileNotFoundError: naming a listed file that is missing.
+        ValueError: naming a file whose SHA-256 differs from the listed one.
+    """
+    if (str(data_dir), name) in _VERIFIED:
+        return
+    sums = data_dir / "SHA256SUMS"
+    if not sums.is_file():
+        raise FileNotFoundError(f"{sums} is missing: the shipped data cannot be checked. {_how_to_get(name)}")
+    fix = "Restore it with `git checkout data/` (or rebuild it with scripts/build_offline_data.py)."
+    for line in sums.read_text().splitlines():
+        digest, _, relative = line.strip().partition("  ")
+        if not relative.startswith(f"{name}/"):
+            continue
+        path = data_dir / relative
+        if not path.is_file():
+            raise FileNotFoundError(f"the shipped file {path} is missing. {fix}")
+        if hashlib.sha256(path.read_bytes()).hexdigest() != digest:
+            raise ValueError(f"the shipped file {path} is damaged (its SHA-256 differs from {sums}). {fix}")
+    _VERIFIED.add((str(data_dir), name))
+
+
 def _builder(name: str, allowed: tuple[str, ...]):
     """A prepared TFDS builder for ``name`` (downloading it if that is the source)."""
     tfds = import_tfds()
@@ -136,11 +169,25 @@ def _builder(name: str, allowed: tuple[str, ...]):
     if name not in allowed:
         raise ValueError(f"name={name!r} is not available; expected one of {', '.join(allowed)}.")
     data_dir, download = data_source(name)
+    versioned = name
     if data_dir == SHIPPED_DATA_DIR:
-        name = f"{name}:{SHIPPED_VERSIONS[name]}"
-    builder = tfds.builder(name, data_dir=os.fspath(data_dir))
+        verify_shipped(name, data_dir)
+        versioned = f"{name}:{SHIPPED_VERSIONS[name]}"
+    try:
+        builder = tfds.builder(versioned, data_dir=os.fspath(data_dir))
+    except Exception as error:  # a damaged dataset_info.json: protobuf's ParseError, JSON errors
+        raise ValueError(
+            f"the prepared '{name}' in {data_dir} cannot be read ({type(error).__name__}: {error}); "
+            f"delete {data_dir / name} to download it again. {_how_to_get(name)}"
+        ) from error
     if download:
         builder.download_and_prepare()
+    missing = [str(p) for split in builder.info.splits.values() for p in split.filepaths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(
+            f"the prepared '{name}' in {data_dir} lacks {len(missing)} file(s), e.g. {missing[0]}; "
+            f"delete {data_dir / name} to download it again. {_how_to_get(name)}"
+        )
     return builder
 
 
@@ -148,14 +195,24 @@ def _check_split(builder, split: str) -> int:
     """Number of examples in ``split``; a clear ValueError for a bad split or slice."""
     if not isinstance(split, str):
         raise TypeError(f"split must be a str such as 'train' or 'train[:1000]', got {split!r}.")
+    available = ", ".join(f"{k} ({v.num_examples:,})" for k, v in builder.info.splits.items())
     try:
-        return builder.info.splits[split].num_examples
-    except (KeyError, ValueError) as err:
-        available = ", ".join(f"{k} ({v.num_examples:,})" for k, v in builder.info.splits.items())
+        count = builder.info.splits[split].num_examples
+    except (KeyError, ValueError, AssertionError) as err:
         raise ValueError(
             f"split={split!r} is not available for '{builder.name}' in {builder.data_dir}: "
             f"{err}. Available splits: {available}."
         ) from None
+    if count <= 0:  # TFDS counts train[500:100] as -400
+        unit = (
+            " (each of its splits is one text: slice the returned string instead)"
+            if builder.name in TEXT_DATASETS
+            else ""
+        )
+        raise ValueError(
+            f"split={split!r} selects no examples of '{builder.name}'{unit}. Available splits: {available}."
+        )
+    return count
 
 
 def info(name: str):
@@ -239,4 +296,5 @@ __all__ = [
     "is_offline",
     "load_images",
     "load_text",
+    "verify_shipped",
 ]

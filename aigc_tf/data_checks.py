@@ -10,6 +10,7 @@ checked whole before training.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ import tensorflow as tf
 from aigc_tf.images import images_of
 from aigc_tf.validation import check_int
 
-__all__ = ["CheckedFit", "checked_ids", "checked_pixels"]
+__all__ = ["NONNEGATIVE_WARNING_AFTER", "CheckedFit", "checked_ids", "checked_pixels", "warn_unit_range"]
 
 
 def _with_check(dataset: tf.data.Dataset, check) -> tf.data.Dataset:
@@ -31,14 +32,61 @@ def _with_check(dataset: tf.data.Dataset, check) -> tf.data.Dataset:
     return dataset.enumerate().map(checked)  # sequential: the batches keep their order
 
 
+#: Batches read before :func:`checked_pixels` warns that no pixel went below 0 (fewer if an epoch is shorter).
+NONNEGATIVE_WARNING_AFTER = 100
+
+
+def warn_unit_range(name: str, value_range: tuple[float, float]) -> None:
+    """The warning for [0, 1] images given to a model whose pixels lie in ``value_range`` (low < 0)."""
+    low, high = value_range
+    warnings.warn(
+        f"{name}: no pixel is below 0, but the model works in [{low:g}, {high:g}]: the images look like "
+        f"[0, 1] ones, so the model learns a grey background. Load them with value_range=({low:g}, {high:g}).",
+        UserWarning,
+        stacklevel=3,
+    )
+
+
+def _warn_if_never_negative(dataset: tf.data.Dataset, value_range, name: str) -> tf.data.Dataset:
+    """Warn (a Python ``UserWarning``, once) if the first batches never go below 0."""
+    cardinality = int(dataset.cardinality())
+    after = NONNEGATIVE_WARNING_AFTER if cardinality <= 0 else min(cardinality, NONNEGATIVE_WARNING_AFTER)
+
+    warned = []  # once for this dataset, not once per epoch
+
+    def warn():
+        if not warned:
+            warned.append(True)
+            warn_unit_range(name, value_range)
+        return np.int8(0)
+
+    def step(state, element):
+        index, seen_negative = state
+        seen_negative = tf.logical_or(seen_negative, tf.reduce_min(tf.cast(images_of(element), tf.float32)) < 0)
+        report = tf.logical_and(index == after - 1, tf.logical_not(seen_negative))
+        done = tf.cond(report, lambda: tf.py_function(warn, [], tf.int8), lambda: tf.constant(0, tf.int8))
+        with tf.control_dependencies([done]):
+            element = tf.nest.map_structure(tf.identity, element)
+        return (index + 1, seen_negative), element
+
+    return dataset.scan((tf.constant(0, tf.int64), tf.constant(False)), step)
+
+
 def checked_pixels(dataset: tf.data.Dataset, value_range: tuple[float, float], name: str = "x") -> tf.data.Dataset:
     """``dataset`` (images, or ``(images, labels, ...)``) with every batch's pixels checked.
+
+    For a model whose range goes below 0 (a tanh generator's [-1, 1]) it also warns
+    once when the first :data:`NONNEGATIVE_WARNING_AFTER` batches (or the first
+    epoch, if shorter) hold no negative pixel: [0, 1] images are *in* range, so
+    they would train without an error — and wrongly.
 
     Raises (when the bad batch is read, i.e. during ``fit``):
         tf.errors.InvalidArgumentError: naming the batch (counted from 0), the range and
             the batch's min and max, for a pixel outside ``value_range`` or not finite.
     """
     low, high = (float(v) for v in value_range)
+    if low < 0:
+        dataset = _warn_if_never_negative(dataset, (low, high), name)
 
     def check(index, element):
         x = tf.cast(images_of(element), tf.float32)
@@ -51,9 +99,21 @@ def checked_pixels(dataset: tf.data.Dataset, value_range: tuple[float, float], n
     return _with_check(dataset, check)
 
 
-def checked_ids(dataset: tf.data.Dataset, vocab_size: int, name: str = "x") -> tf.data.Dataset:
-    """``dataset`` of ``ids`` or ``(ids, targets)`` batches with every id checked to lie in ``[0, vocab_size)``."""
+def checked_ids(
+    dataset: tf.data.Dataset, vocab_size: int, name: str = "x", *, max_length: int | None = None
+) -> tf.data.Dataset:
+    """``dataset`` of ``ids`` or ``(ids, targets)`` batches with every id checked to lie in ``[0, vocab_size)``
+    and, with ``max_length``, every sequence (axis 1) checked to be at most that long."""
     vocab_size = check_int("vocab_size", vocab_size, minimum=1)
+    if max_length is not None:
+        max_length = check_int("max_length", max_length, minimum=1)
+        length = dataset.element_spec
+        length = (length[0] if isinstance(length, (tuple, list)) else length).shape
+        if length.rank is not None and length.rank >= 2 and length[1] is not None and length[1] > max_length:
+            raise ValueError(
+                f"{name}: sequences of {length[1]} tokens, but the model reads at most {max_length} "
+                f"(its context); cut shorter windows."
+            )
 
     def check(index, element):
         parts = element if isinstance(element, (tuple, list)) else (element,)
@@ -63,7 +123,13 @@ def checked_ids(dataset: tf.data.Dataset, vocab_size: int, name: str = "x") -> t
         ok = tf.logical_and(lo >= 0, hi < vocab_size)
         message = f"{name}: batch (counted from 0)"
         detail = f"has token ids outside [0, {vocab_size}) (the model's vocabulary); its min and max id:"
-        return tf.debugging.Assert(ok, [message, index, detail, lo, hi], summarize=4)
+        in_vocabulary = tf.debugging.Assert(ok, [message, index, detail, lo, hi], summarize=4)
+        if max_length is None or not ids or ids[0].shape.rank < 2:
+            return in_vocabulary
+        length = tf.shape(ids[0])[1]
+        detail = f"has sequences longer than the context of the model ({max_length} tokens); its length:"
+        with tf.control_dependencies([in_vocabulary]):
+            return tf.debugging.Assert(length <= max_length, [message, index, detail, length], summarize=4)
 
     return _with_check(dataset, check)
 

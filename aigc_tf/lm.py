@@ -38,7 +38,7 @@ from keras import ops
 
 from aigc_tf import sampling
 from aigc_tf.data_checks import CheckedFit, checked_ids
-from aigc_tf.streams import SavedRandomState
+from aigc_tf.streams import SavedRandomState, from_config_under_policy
 from aigc_tf.validation import check_bool, check_int, check_seed
 
 __all__ = ["LanguageModel", "Tokenizer"]
@@ -93,7 +93,7 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
     # ---- training data, checked batch by batch (see aigc_tf.data_checks) -------------
 
     def checked_batches(self, dataset, name):
-        return checked_ids(dataset, self.vocab_size, name)
+        return checked_ids(dataset, self.vocab_size, name, max_length=self.context_length)
 
     def check_arrays(self, x, y):
         for name, ids in (("x", x), ("y", y)):
@@ -102,6 +102,13 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
             ids = np.asarray(ids)
             if not np.issubdtype(ids.dtype, np.integer):
                 raise TypeError(f"{name} must hold integer token ids, got dtype {ids.dtype}.")
+            if ids.ndim != 2:
+                raise ValueError(f"{name} must be token ids shaped (batch, time), got shape {ids.shape}.")
+            if self.context_length is not None and ids.ndim >= 2 and ids.shape[1] > self.context_length:
+                raise ValueError(
+                    f"{name}: sequences of {ids.shape[1]} tokens, but the model reads at most "
+                    f"{self.context_length} (its context); cut shorter windows."
+                )
             if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
                 raise ValueError(
                     f"{name}: token ids must lie in [0, {self.vocab_size}) (the vocabulary), "
@@ -434,4 +441,4 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
         config = dict(config)
         if config.get("tokenizer") is not None:
             config["tokenizer"] = keras.saving.deserialize_keras_object(config["tokenizer"])
-        return cls(**config)
+        return from_config_under_policy(cls, config)

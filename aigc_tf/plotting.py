@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from aigc_tf.images import to_unit_range
+from aigc_tf.validation import check_int, check_optional_int
 
 
 def tile_images(images: Any, ncols: int | None = None, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
@@ -23,6 +24,8 @@ def tile_images(images: Any, ncols: int | None = None, pad: int = 1, pad_value: 
         ``(rows*(h+pad)-pad, ncols*(w+pad)-pad)`` for grey images, with a
         trailing channel axis of 3 for colour.
     """
+    ncols = check_optional_int("ncols", ncols, minimum=1)
+    pad = check_int("pad", pad, minimum=0)
     images = np.asarray(images, dtype=np.float32)
     if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]

@@ -1,17 +1,23 @@
-"""Random streams saved with the model, so that a reloaded model continues them.
+"""Random streams and the dtype policy saved with the model, so that a reloaded model continues as it was.
 
 Every model of the course draws its randomness (latents, the VAE's noise, dropout
 masks, sampling) from ``keras.random.SeedGenerator`` objects it owns. Their state
 is a variable, but Keras's ``.keras`` and ``.weights.h5`` files do not store it: a
 reloaded model would start its streams again from their initial values and replay
 the noise of its first steps. :class:`SavedRandomState` stores it with the weights.
+
+A model built under ``mixed_float16`` records the policy in its config, but Keras
+builds the layers of a subclassed model under the *global* policy when it loads
+one: :func:`from_config_under_policy` builds them under the saved one.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["SEED_STATE", "SavedRandomState", "random_variables"]
+import keras
+
+__all__ = ["SEED_STATE", "SavedRandomState", "from_config_under_policy", "random_variables"]
 
 #: The name Keras gives a ``SeedGenerator``'s state variable.
 SEED_STATE = "seed_generator_state"
@@ -51,3 +57,21 @@ class SavedRandomState:
             )
         for variable, key in zip(variables, saved):
             variable.assign(store[key])
+
+
+def from_config_under_policy(cls: type, config: dict[str, Any]) -> Any:
+    """``cls(**config)`` with the global dtype policy set to the one ``config`` was saved under.
+
+    A model saved under ``mixed_float16`` then loads with float16 layers (and its
+    loss scaling) rather than as float32, whatever the global policy is when loading.
+    """
+    saved = config.get("dtype")
+    policy = keras.dtype_policies.get(saved) if saved is not None else None
+    previous = keras.config.dtype_policy()
+    if policy is None or policy.name == previous.name:
+        return cls(**config)
+    keras.config.set_dtype_policy(policy)
+    try:
+        return cls(**config)
+    finally:
+        keras.config.set_dtype_policy(previous)

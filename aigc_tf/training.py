@@ -40,7 +40,6 @@ __all__ = [
 ]
 
 CHECKPOINT = "checkpoint.keras"
-RANDOM_STATE = "checkpoint-random.npz"
 PROGRESS = "checkpoint.json"
 
 
@@ -134,7 +133,7 @@ def training_dataset(recipe: Recipe, model, *, seed: int = 0, start: int = 0, te
 
 
 # --------------------------------------------------------------------------- #
-# Checkpoints: the .keras file, plus the random streams it does not hold.
+# Checkpoints: the .keras file (weights, optimizer, random streams) and the progress.
 # --------------------------------------------------------------------------- #
 
 
@@ -153,14 +152,16 @@ def restore_random_state(model, state: list[np.ndarray]) -> None:
 
 
 def save_checkpoint(model, folder: str | Path, **progress: Any) -> Path:
-    """Save weights, optimizer state, random streams and ``progress`` (JSON values) into ``folder``."""
+    """Save weights, optimizer state, random streams and ``progress`` (JSON values) into ``folder``.
+
+    The random streams travel in the ``.keras`` file (see :class:`aigc_tf.streams.SavedRandomState`).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     # Write next to the final names, then rename: a kill mid-save leaves the last good checkpoint.
     model.save(folder / f"tmp-{CHECKPOINT}")
-    np.savez(folder / f"tmp-{RANDOM_STATE}", *random_state(model))
     (folder / f"tmp-{PROGRESS}").write_text(json.dumps(progress, indent=2))
-    for name in (CHECKPOINT, RANDOM_STATE, PROGRESS):
+    for name in (CHECKPOINT, PROGRESS):
         (folder / f"tmp-{name}").replace(folder / name)
     return folder / CHECKPOINT
 
@@ -170,11 +171,9 @@ def load_checkpoint(folder: str | Path) -> tuple[keras.Model, dict[str, Any]]:
     folder = Path(folder)
     if not (folder / CHECKPOINT).exists():
         raise FileNotFoundError(f"folder: no checkpoint in {str(folder)!r} (expected {CHECKPOINT}).")
-    import aigc_tf.models  # noqa: F401  (registers the model classes)
+    from aigc_tf.models import load_model  # importing it registers the model classes
 
-    model = keras.models.load_model(folder / CHECKPOINT)
-    with np.load(folder / RANDOM_STATE) as saved:
-        restore_random_state(model, [saved[f"arr_{i}"] for i in range(len(saved.files))])
+    model = load_model(folder / CHECKPOINT)
     return model, json.loads((folder / PROGRESS).read_text())
 
 
@@ -194,9 +193,7 @@ def restore_checkpoint(model, folder: str | Path) -> dict[str, Any]:
     for optimizer in training_optimizers(model):
         if not optimizer.built:
             optimizer.build(model.trainable_variables)
-    model.load_weights(folder / CHECKPOINT)
-    with np.load(folder / RANDOM_STATE) as saved:
-        restore_random_state(model, [saved[f"arr_{i}"] for i in range(len(saved.files))])
+    model.load_weights(folder / CHECKPOINT)  # the random streams too (SavedRandomState)
     return json.loads((folder / PROGRESS).read_text())
 
 

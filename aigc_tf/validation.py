@@ -20,7 +20,9 @@ Example:
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -204,8 +206,12 @@ def check_labels(name: str, labels: Any, num_classes: int, *, size: int | None =
         raise TypeError(f"{name} must be an array of class ids, got {_describe(labels)}.") from error
     if array.dtype == object or not (np.issubdtype(array.dtype, np.integer) or np.issubdtype(array.dtype, np.floating)):
         raise TypeError(f"{name} must be an array of integer class ids, got dtype {array.dtype}.")
+    if array.ndim == 2 and array.shape[1] == 1:
+        array = array[:, 0]  # a column of ids
     if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D (one class id per image), got shape {array.shape}.")
+        one_hot = array.ndim == 2 and array.shape[1] == num_classes
+        hint = " They look one-hot: pass labels.argmax(axis=1)." if one_hot else ""
+        raise ValueError(f"{name} must be 1-D (one class id per image), got shape {array.shape}.{hint}")
     if size is not None and array.shape[0] != size:
         raise ValueError(f"{name} must have {size} entries (one per image), got {array.shape[0]}.")
     if array.size and np.issubdtype(array.dtype, np.floating):
@@ -248,3 +254,27 @@ def check_finite(name: str, value: Any) -> np.ndarray:
             f"({int(np.isnan(array).sum())} NaN): expected finite values."
         )
     return array
+
+
+def check_writable_file(name: str, path: Any) -> Path:
+    """``path`` as a ``Path`` whose folder exists (created if needed) and can be written.
+
+    Call it before long work whose result is written at the end, so a bad path fails
+    in a second rather than after the training.
+
+    Raises:
+        TypeError: if ``path`` is not a str or ``os.PathLike``.
+        ValueError: if ``path`` is a folder, or its folder cannot be created or written.
+    """
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a file path (str or Path), got {_describe(path)}.")
+    path = Path(path).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{name}={str(path)!r} is a folder; give a file name inside it.")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{name}={str(path)!r}: its folder cannot be created ({error.strerror}).") from None
+    if not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise ValueError(f"{name}={str(path)!r} cannot be written (no permission).")
+    return path

@@ -58,6 +58,28 @@ class ConditionalGAN(GAN):
         fields = dict(num_classes=num_classes, latent_dim=latent_dim, image_shape=image_shape, label_dim=label_dim)
         super().__init__(GANConfig.from_kwargs(type(self).__name__, kwargs, **fields), **kwargs)
 
+    # ---- training data, checked batch by batch (see aigc_tf.data_checks) -------------
+
+    def checked_batches(self, dataset, name):
+        spec = dataset.element_spec
+        if isinstance(spec, (tuple, list)) and len(spec) >= 2:
+            labels = spec[1]
+            if not labels.dtype.is_integer:
+                raise TypeError(f"{name}: labels must be integer class ids, got dtype {labels.dtype.name}.")
+            if labels.shape.rank is not None and labels.shape.rank > 1 and labels.shape[-1] != 1:
+                one_hot = labels.shape[-1] == self.num_classes
+                hint = " They look one-hot: map them with tf.argmax(labels, axis=-1)." if one_hot else ""
+                raise ValueError(
+                    f"{name}: labels must be one class id per image, got batches shaped {labels.shape}.{hint}"
+                )
+        return super().checked_batches(dataset, name)
+
+    def check_arrays(self, x, y):
+        super().check_arrays(x, y)
+        if isinstance(x, (tuple, list)) or y is None:
+            return  # labels_for names what is missing
+        check_labels("y (labels)", y, self.num_classes, size=len(images_of(x)))
+
     def labels_for(self, data):
         """The labels of the batch ``(images, labels)``, checked in the graph.
 

@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from aigc_tf.data_checks import CheckedFit, checked_pixels
+from aigc_tf.data_checks import CheckedFit, checked_pixels, warn_unit_range
 from aigc_tf.ema import ExponentialMovingAverage
 from aigc_tf.gan.generation import GenerationMixin
 from aigc_tf.gan.losses import discriminator_loss, generator_loss
@@ -39,7 +39,7 @@ from aigc_tf.images import (
     checked_images,
     images_of,
 )
-from aigc_tf.streams import SavedRandomState
+from aigc_tf.streams import SavedRandomState, from_config_under_policy
 from aigc_tf.validation import (
     check_float,
     check_image_shape,
@@ -153,7 +153,9 @@ class GAN(SavedRandomState, CheckedFit, GenerationMixin, keras.Model):
         return checked_pixels(dataset, self.value_range, name)
 
     def check_arrays(self, x, y):
-        check_image_batch("x", images_of(x), self.image_shape, self.value_range)
+        images = check_image_batch("x", images_of(x), self.image_shape, self.value_range)
+        if self.value_range[0] < 0 and np.min(images) >= 0:
+            warn_unit_range("x", self.value_range)
 
     def __init__(self, config: GANConfig, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -409,7 +411,7 @@ class GAN(SavedRandomState, CheckedFit, GenerationMixin, keras.Model):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> GAN:
-        return cls(**config)
+        return from_config_under_policy(cls, config)
 
 
 @keras.saving.register_keras_serializable(package="aigc_tf")

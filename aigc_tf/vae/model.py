@@ -21,7 +21,7 @@ from aigc_tf.images import (
     checked_images,
     images_of,
 )
-from aigc_tf.streams import SavedRandomState
+from aigc_tf.streams import SavedRandomState, from_config_under_policy
 from aigc_tf.vae.elbo import bernoulli_log_likelihood, gaussian_log_density, kl_divergence, log_mean_exp
 from aigc_tf.vae.networks import Sampling, make_decoder, make_encoder
 from aigc_tf.validation import check_finite, check_float, check_image_shape, check_int, check_int_tuple, check_seed
@@ -446,4 +446,4 @@ class VAE(SavedRandomState, CheckedFit, keras.Model):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> VAE:
-        return cls(**config)
+        return from_config_under_policy(cls, config)
