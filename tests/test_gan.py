@@ -630,8 +630,9 @@ def test_conditional_gan_rejects_bad_labels(blobs):
         model.fit(x, batch_size=4, verbose=0)
     with pytest.raises(ValueError, match=r"\(images, labels\)"):
         model.fit(tf.data.Dataset.from_tensor_slices(x).batch(4), verbose=0)
-    # A label out of range fails the step (a graph assertion: not the opaque embedding error).
-    with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must lie in \[0, 4\)"):
+    # A label out of range: arrays are checked whole before fit, datasets in the step (a graph
+    # assertion: not the opaque embedding error).
+    with pytest.raises(ValueError, match=r"y \(labels\) must lie in \[0, 4\), got values in \[4, 11\]"):
         model.fit(x, np.arange(4, 12), batch_size=4, verbose=0)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"labels must lie in \[0, 4\)"):
         model.fit(tf.data.Dataset.from_tensor_slices((x, np.arange(8) + 1)).batch(8), verbose=0)

@@ -85,5 +85,8 @@ def test_check_labels_broadcasts_and_checks():
         v.check_labels("labels", [0.5], 10)
     with pytest.raises(TypeError, match="integer class ids, got dtype <U1"):
         v.check_labels("labels", ["a"], 10)
-    with pytest.raises(ValueError, match="must be 1-D"):
-        v.check_labels("labels", [[1]], 10)
+    with pytest.raises(ValueError, match=r"must be 1-D \(one class id per image\), got shape \(1, 2\)\.$"):
+        v.check_labels("labels", [[1, 2]], 10)
+    with pytest.raises(ValueError, match=r"got shape \(2, 10\)\. They look one-hot"):
+        v.check_labels("labels", np.eye(10)[:2], 10)
+    np.testing.assert_array_equal(v.check_labels("labels", [[1], [3]], 10), [1, 3])  # a column of ids
