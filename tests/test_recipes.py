@@ -51,6 +51,19 @@ def test_adamw_leaves_norms_and_biases_undecayed():
     assert opt.global_clipnorm == 1.0
 
 
+def test_both_language_models_clip_the_global_gradient_norm():
+    # One norm over all gradients (clipnorm would clip every weight's gradient on its own).
+    for kind in ("char-rnn", "gpt"):
+        for profile in ("smoke", "cpu", "gpu"):
+            opt = get_recipe(kind, profile).build_optimizer()
+            assert opt.global_clipnorm == 1.0 and opt.clipnorm is None, (kind, profile)
+    # What that means: two gradients of norms 3 and 4 (global 5) are both scaled by 1/5.
+    w = [keras.Variable(np.zeros(1)), keras.Variable(np.zeros(1))]
+    opt = keras.optimizers.SGD(1.0, global_clipnorm=1.0)
+    opt.apply([np.array([3.0]), np.array([4.0])], w)
+    np.testing.assert_allclose([float(v.numpy()[0]) for v in w], [-0.6, -0.8], atol=1e-6)
+
+
 def test_the_conditional_recipes_add_their_label_counts():
     assert get_recipe("cgan", "cpu").model["num_classes"] == 10
     assert get_recipe("clustered-gan", "cpu").model["num_clusters"] == 50
