@@ -37,8 +37,8 @@ def visible_chars(text: str | Sequence[str]) -> list[str]:
 
 
 def plot_curves(
-    x: Sequence[float],
-    curves: Mapping[str, Sequence[float]],
+    x: Sequence[float] | None,
+    curves: Mapping[str, Sequence[float] | tuple[Sequence[float], Sequence[float]]],
     *,
     xlabel: str,
     ylabel: str,
@@ -51,8 +51,8 @@ def plot_curves(
     """Several curves over the same x, with optional labelled horizontal reference lines.
 
     Args:
-        x: the shared x values, shape (n,).
-        curves: label -> y values, each shape (n,).
+        x: the shared x values, shape (n,) (None if every curve brings its own).
+        curves: label -> y values of shape (n,), or an ``(x, y)`` pair for a curve with its own x.
         xlabel, ylabel, title: axis labels and title.
         logx, logy: logarithmic axes.
         hlines: label -> y of a dotted reference line.
@@ -61,15 +61,18 @@ def plot_curves(
     Returns:
         The matplotlib ``Figure``.
     """
-    x = np.asarray(x, float)
     if not curves:
         raise ValueError("curves must hold at least one curve.")
     ax = _axes(ax, (6.5, 3.5))
     for label, y in curves.items():
-        y = np.asarray(y, float)
-        if y.shape != x.shape:
-            raise ValueError(f"curve {label!r} has shape {y.shape}, x has {x.shape}.")
-        ax.plot(x, y, marker="o", ms=4, label=label)
+        # A curve with its own x: an (x, y) pair.
+        cx, y = y if isinstance(y, tuple) and len(y) == 2 else (x, y)
+        if cx is None:
+            raise ValueError(f"curve {label!r} has no x: pass x, or the curve as an (x, y) pair.")
+        cx, y = np.asarray(cx, float), np.asarray(y, float)
+        if y.shape != cx.shape:
+            raise ValueError(f"curve {label!r} has shape {y.shape}, its x has {cx.shape}.")
+        ax.plot(cx, y, marker="o", ms=4, label=label)
     for i, (label, y) in enumerate((hlines or {}).items()):
         ax.axhline(y, color="0.4", ls=[":", "-.", "--"][i % 3], lw=1, label=label)
     ax.set(xlabel=xlabel, ylabel=ylabel)

@@ -180,8 +180,11 @@ def test_charts_draw_and_check_their_input():
     ]
     assert all(isinstance(f, matplotlib.figure.Figure) for f in figures)
     assert visible_chars(" \n") == ["␣", "⏎"]
+    plot_curves(None, {"a": ([1, 2], [3, 4]), "b": ([1, 5, 9], [1, 2, 3])}, xlabel="x", ylabel="y")
     with pytest.raises(ValueError, match="shape"):
         plot_curves([1, 2], {"a": [1, 2, 3]}, xlabel="x", ylabel="y")
+    with pytest.raises(ValueError, match="no x"):
+        plot_curves(None, {"a": [1, 2, 3]}, xlabel="x", ylabel="y")
     with pytest.raises(ValueError, match="keys"):
         plot_rate_distortion({1: 1.0}, {2: 1.0})
     with pytest.raises(ValueError, match="labels"):
