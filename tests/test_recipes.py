@@ -112,3 +112,24 @@ def test_fit_for_time_trains_for_the_recipes_short_budget(capsys):
     assert out.startswith(f"{steps:,} steps ({steps * recipe.batch_size / 256:.1f} epochs) in ")
     assert "last epoch:" in out and f"loss {history['loss'][-1]:.1f}" in out
     assert history["step"][-1] == steps and history["seconds"][-1] == seconds
+
+
+def test_consecutive_time_budgets_each_train_past_the_first_call(capsys):
+    # Notebook 02 trains several fresh models one after the other (main, 2-D, beta, Fashion-MNIST), with
+    # steps_per_execution=20: each run must get its own clock and train well past one call of 20 steps.
+    import tensorflow as tf
+
+    from aigc_tf.training import fit_for_time
+
+    recipe = get_recipe("vae", "smoke", model={"image_shape": (8, 8, 1), "filters": (4,), "dense_units": 8})
+    per_call = recipe.compile.get("steps_per_execution", 1)
+    x = (np.random.default_rng(0).random((256, 8, 8, 1)) < 0.3).astype("float32")
+    steps = []
+    for seed in range(3):
+        model = recipe.build_model(seed=seed)
+        log, seconds = fit_for_time(
+            recipe, model, tf.data.Dataset.from_tensor_slices(x).batch(recipe.batch_size), "short", jit_compile=False
+        )
+        assert seconds >= recipe.budget("short")
+        steps.append(int(model.optimizer.iterations))
+    assert per_call == 20 and min(steps) > 3 * per_call, steps
