@@ -122,6 +122,8 @@ def test_consecutive_time_budgets_each_train_past_the_first_call(capsys):
     from aigc_tf.training import fit_for_time
 
     recipe = get_recipe("vae", "smoke", model={"image_shape": (8, 8, 1), "filters": (4,), "dense_units": 8})
+    # A budget longer than tracing the step, and 32 batches per epoch (more than one call of 20 steps).
+    recipe = recipe.replace(budgets={"short": 4}, batch_size=8)
     per_call = recipe.compile.get("steps_per_execution", 1)
     x = (np.random.default_rng(0).random((256, 8, 8, 1)) < 0.3).astype("float32")
     steps = []
