@@ -29,7 +29,7 @@ import numpy as np
 
 from aigc_tf.validation import check_float, check_int
 
-__all__ = ["ar_residuals", "ar_root_modulus", "fit_ar", "forecast_ar", "predict_ar"]
+__all__ = ["ar_residuals", "ar_root_modulus", "autocorrelation", "fit_ar", "forecast_ar", "predict_ar", "sample_ar"]
 
 
 def _as_series(values: Sequence[float] | np.ndarray, name: str) -> np.ndarray:
@@ -144,11 +144,16 @@ def forecast_ar(
     window = list(_as_series(history, "history"))
     if len(window) < len(phi):
         raise ValueError(f"history has {len(window)} values; AR({len(phi)}) needs at least p = {len(phi)}.")
+    return _roll(window, c, phi, np.zeros(steps))
+
+
+def _roll(window: list, c: float, phi: np.ndarray, noise: np.ndarray) -> np.ndarray:
+    """Feed each prediction plus ``noise[i]`` back as history; a clear error if it overflows."""
     p = len(phi)
-    out = np.empty(steps)
+    out = np.empty(len(noise))
     with np.errstate(over="ignore", invalid="ignore"):
-        for i in range(steps):
-            out[i] = c + np.asarray(window[::-1][:p]) @ phi
+        for i, eps in enumerate(noise):
+            out[i] = c + np.asarray(window[::-1][:p]) @ phi + eps
             if not np.isfinite(out[i]):
                 raise ValueError(
                     f"the forecast overflowed at step {i}: phi={phi.tolist()} is explosive (the largest "
@@ -188,3 +193,59 @@ def ar_residuals(series: Sequence[float] | np.ndarray, c: float, phi: Sequence[f
     if len(x) <= p:
         raise ValueError(f"series has {len(x)} values; residuals of AR({p}) need more than p = {p}.")
     return x[p:] - (c + _lag_matrix(x, p) @ phi)
+
+
+def sample_ar(
+    history: Sequence[float] | np.ndarray,
+    c: float,
+    phi: Sequence[float] | np.ndarray,
+    sigma: float,
+    steps: int,
+    seed: int | None = None,
+) -> np.ndarray:
+    """Sample a continuation: each step draws ``prediction + sigma * N(0, 1)`` and feeds it back.
+
+    :func:`forecast_ar` feeds back the expected value; this feeds back a
+    sample, so the paths look like the data (the noise of step ``i`` is the
+    ``i``-th draw of ``numpy.random.default_rng(seed).normal()``).
+
+    Args:
+        history: past values, shape (n,) with ``n >= p``, oldest → newest.
+        c: intercept.
+        phi: coefficients, shape (p,).
+        sigma: noise standard deviation, >= 0 (0: the forecast).
+        steps: number of new values, an int >= 0.
+        seed: seed of the noise (None: fresh entropy).
+
+    Returns:
+        The sampled values, shape (steps,), oldest → newest.
+    """
+    steps = check_int("steps", steps, minimum=0)
+    c, phi = _check_params(c, phi)
+    sigma = check_float("sigma", sigma, low=0.0)
+    window = list(_as_series(history, "history"))
+    if len(window) < len(phi):
+        raise ValueError(f"history has {len(window)} values; AR({len(phi)}) needs at least p = {len(phi)}.")
+    rng = np.random.default_rng(seed)
+    return _roll(window, c, phi, sigma * rng.normal(size=steps))
+
+
+def autocorrelation(series: Sequence[float] | np.ndarray, max_lag: int) -> np.ndarray:
+    """Sample autocorrelations ``corr(x[t], x[t - k])`` for ``k = 1 .. max_lag``.
+
+    For white noise (the residuals of a good fit) they scatter around 0 within
+    about ``±2 / sqrt(n)``.
+
+    Args:
+        series: values, shape (n,), ``n > max_lag + 1``.
+        max_lag: the largest lag, >= 1.
+
+    Returns:
+        Shape (max_lag,): entry ``k - 1`` is the Pearson correlation of
+        ``x[k:]`` with ``x[:-k]``.
+    """
+    max_lag = check_int("max_lag", max_lag, minimum=1)
+    x = _as_series(series, "series")
+    if len(x) <= max_lag + 1:
+        raise ValueError(f"series has {len(x)} values; lags up to max_lag={max_lag} need more than {max_lag + 1}.")
+    return np.array([np.corrcoef(x[k:], x[:-k])[0, 1] for k in range(1, max_lag + 1)])

@@ -214,6 +214,26 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
         text = ops.slice_update(text, [0, length[0]], ops.cast(token, "int32")[:, None])
         return self._last_logits(text, length[0] + 1), (text, length + 1)
 
+    def _reread_window(self, token: Any, state: tuple[Any, Any]) -> tuple[Any, tuple[Any, Any]]:
+        """:meth:`_reread` with a window of static width (XLA): the full window is re-run every step."""
+        text, length = state
+        text = ops.slice_update(text, [0, length[0]], ops.cast(token, "int32")[:, None])
+        return self._window_logits(text, length[0] + 1), (text, length + 1)
+
+    def _window_logits(self, text: Any, length: Any) -> Any:
+        """Logits (B, V) of the token after ``text[:, :length]``, from a window of static width.
+
+        The window is the last ``W = min(context_length, C)`` columns ending at
+        ``length`` (or the first ``W`` while ``length < W``: the padding after
+        the text is hidden by causality), so every step runs the same shapes,
+        as XLA needs; it costs ``W`` positions per token whatever the length.
+        """
+        width = int(text.shape[1]) if self.context_length is None else min(self.context_length, int(text.shape[1]))
+        start = ops.maximum(length - width, 0)
+        window = ops.slice(text, [0, start], [ops.shape(text)[0], width])
+        logits = self(window, training=False)
+        return ops.take(logits, length - 1 - start, axis=1)
+
     def _last_logits(self, text: Any, length: Any) -> Any:
         """Logits (B, V) of the token after ``text[:, :length]``, by a full forward pass on its last tokens."""
         start = 0 if self.context_length is None else ops.maximum(length - self.context_length, 0)
@@ -283,9 +303,14 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
                 Transformer's KV cache), all in one compiled loop. False re-runs
                 the model on the whole (cropped) text for every token: the same
                 tokens at a quadratic cost, kept to measure the difference.
-            jit_compile: compile the cached sampling loop with XLA (a compile
-                per batch size and length bucket, then the fastest loop on CPU);
-                None: the model's ``default_jit_compile``.
+            jit_compile: compile the sampling loop with XLA (a compile per batch
+                size and length bucket, then the fastest loop on CPU). None: the
+                model's ``default_jit_compile`` with the cache, the graph loop
+                without it. With ``use_cache=False, jit_compile=True`` the
+                uncached path runs in the same kind of compiled ``while_loop``
+                as the cached one, re-running a window of static width
+                ``min(context_length, buffer)`` for every token, so the two
+                paths can be timed on equal terms.
             logits_processors: more :class:`aigc_tf.sampling.LogitsProcessor`
                 callables, applied before the n-gram ban.
 
@@ -329,8 +354,9 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
             if seed is not None:
                 state = self.sampling_seed.state
                 state.assign(ops.convert_to_tensor([seed, 0], dtype=state.dtype))
-            # The uncached loop slices the text to its growing length: no XLA (dynamic shapes).
-            jit = use_cache and (self.default_jit_compile if jit_compile is None else jit_compile)
+            # Cached: jit_compile=None means the model's default. Uncached: the graph loop unless
+            # jit_compile=True asks for XLA (then a window of static width is re-run every step).
+            jit = (self.default_jit_compile if jit_compile is None else jit_compile) if use_cache else bool(jit_compile)
             new = self._sample(
                 ids,
                 max_new_tokens,
@@ -381,7 +407,8 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
             (logits, state), step_fn = self._read_prompt(*inputs), self._step
         else:
             lengths = ops.full((ops.shape(tokens)[0],), length, "int32")
-            (logits, state), step_fn = (self._last_logits(tokens, length), (tokens, lengths)), self._reread
+            last, step_fn = (self._last_logits, self._reread) if grow else (self._window_logits, self._reread_window)
+            logits, state = last(tokens, length), (tokens, lengths)
         return sampling.sample_loop(
             step_fn,
             logits,

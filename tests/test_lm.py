@@ -101,6 +101,25 @@ def test_eager_run_equals_the_compiled_loop(make, kind):
     assert eager == compiled == eager_uncached
 
 
+def test_cached_and_uncached_xla_loops_give_the_same_greedy_tokens(make, kind):
+    # Both paths in the same kind of compiled while_loop (XLA): the cache changes the cost, not the tokens,
+    # before and after the text outgrows the GPT's context (8), where the window slides.
+    model = peaked(make())
+    prompt = lm_ids((2, 5), seed=4)
+    cached = model.generate(prompt, 12, top_k=1, use_cache=True, jit_compile=True)
+    uncached = model.generate(prompt, 12, top_k=1, use_cache=False, jit_compile=True)
+    graph = model.generate(prompt, 12, top_k=1, use_cache=False, jit_compile=False)
+    np.testing.assert_array_equal(cached, uncached)
+    np.testing.assert_array_equal(uncached, graph)
+    # The fixed-width window reads the same logits as a forward pass on exactly the text.
+    for length in (1, 5, 8, 13, 16):
+        text_np = np.asarray(cached)[:, :length]
+        expected = window_logits(model, text_np)
+        buffer = tf.constant(np.pad(text_np, [(0, 0), (0, 16 - length)]).astype("int32"))
+        got = np.asarray(model._window_logits(buffer, tf.constant(length)))
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
 def test_greedy_with_ngram_ban_matches_brute_force(make, kind):
     model = peaked(make())
     prompt = np.array([[0, 1, 0, 1], [2, 2, 3, 4]], "int32")

@@ -60,3 +60,15 @@ def test_no_model_code_in_notebooks(path):
             assert not re.search(r"^\s*class \w+\((keras\.)?(Model|layers\.Layer|Layer)\)", cell.source, re.M), (
                 cell.source
             )
+
+
+TRAINING_CODE = re.compile(r"GradientTape|apply_gradients|optimizer\.apply\(|^\s*for \w+ in .*(_ds|dataset)\b.*:", re.M)
+
+
+@pytest.mark.parametrize("path", [p for p in NOTEBOOKS if p.name[:2] in ("02", "03", "04")], ids=lambda p: p.name)
+def test_no_training_code_in_chapter_notebooks(path):
+    """Training steps, gradient tapes and loops over a dataset belong in aigc_tf, not in a chapter's cells."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not TRAINING_CODE.search(cell.source), cell.source

@@ -51,6 +51,19 @@ def test_adamw_leaves_norms_and_biases_undecayed():
     assert opt.global_clipnorm == 1.0
 
 
+def test_both_language_models_clip_the_global_gradient_norm():
+    # One norm over all gradients (clipnorm would clip every weight's gradient on its own).
+    for kind in ("char-rnn", "gpt"):
+        for profile in ("smoke", "cpu", "gpu"):
+            opt = get_recipe(kind, profile).build_optimizer()
+            assert opt.global_clipnorm == 1.0 and opt.clipnorm is None, (kind, profile)
+    # What that means: two gradients of norms 3 and 4 (global 5) are both scaled by 1/5.
+    w = [keras.Variable(np.zeros(1)), keras.Variable(np.zeros(1))]
+    opt = keras.optimizers.SGD(1.0, global_clipnorm=1.0)
+    opt.apply([np.array([3.0]), np.array([4.0])], w)
+    np.testing.assert_allclose([float(v.numpy()[0]) for v in w], [-0.6, -0.8], atol=1e-6)
+
+
 def test_the_conditional_recipes_add_their_label_counts():
     assert get_recipe("cgan", "cpu").model["num_classes"] == 10
     assert get_recipe("clustered-gan", "cpu").model["num_clusters"] == 50
@@ -99,3 +112,26 @@ def test_fit_for_time_trains_for_the_recipes_short_budget(capsys):
     assert out.startswith(f"{steps:,} steps ({steps * recipe.batch_size / 256:.1f} epochs) in ")
     assert "last epoch:" in out and f"loss {history['loss'][-1]:.1f}" in out
     assert history["step"][-1] == steps and history["seconds"][-1] == seconds
+
+
+def test_consecutive_time_budgets_each_train_past_the_first_call(capsys):
+    # Notebook 02 trains several fresh models one after the other (main, 2-D, beta, Fashion-MNIST), with
+    # steps_per_execution=20: each run must get its own clock and train well past one call of 20 steps.
+    import tensorflow as tf
+
+    from aigc_tf.training import fit_for_time
+
+    recipe = get_recipe("vae", "smoke", model={"image_shape": (8, 8, 1), "filters": (4,), "dense_units": 8})
+    # A budget longer than tracing the step, and 32 batches per epoch (more than one call of 20 steps).
+    recipe = recipe.replace(budgets={"short": 4}, batch_size=8)
+    per_call = recipe.compile.get("steps_per_execution", 1)
+    x = (np.random.default_rng(0).random((256, 8, 8, 1)) < 0.3).astype("float32")
+    steps = []
+    for seed in range(3):
+        model = recipe.build_model(seed=seed)
+        log, seconds = fit_for_time(
+            recipe, model, tf.data.Dataset.from_tensor_slices(x).batch(recipe.batch_size), "short", jit_compile=False
+        )
+        assert seconds >= recipe.budget("short")
+        steps.append(int(model.optimizer.iterations))
+    assert per_call == 20 and min(steps) > 3 * per_call, steps

@@ -26,13 +26,14 @@ from aigc_tf.metrics.images import (
     recognisable_rate,
 )
 from aigc_tf.metrics.inception import inception_features, inception_fid, load_inception
-from aigc_tf.metrics.text import bits_per_char, evaluate_loss, perplexity
+from aigc_tf.metrics.text import bits_per_char, continuation_nats_per_char, evaluate_loss, perplexity, repeated_share
 
 __all__ = [
     "CLASSIFIER_DATASETS",
     "FEATURE_LAYER",
     "WEIGHTS_DIR",
     "bits_per_char",
+    "continuation_nats_per_char",
     "class_coverage",
     "classifier_outputs",
     "classifier_weights_path",
@@ -47,6 +48,7 @@ __all__ = [
     "load_inception",
     "make_classifier",
     "perplexity",
+    "repeated_share",
     "polynomial_mmd2_unbiased",
     "recognisable_rate",
 ]

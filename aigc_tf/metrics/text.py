@@ -23,7 +23,7 @@ from keras import ops
 
 from aigc_tf.validation import check_float, check_int
 
-__all__ = ["bits_per_char", "evaluate_loss", "perplexity"]
+__all__ = ["bits_per_char", "continuation_nats_per_char", "evaluate_loss", "perplexity", "repeated_share"]
 
 
 def bits_per_char(total_nats: float, num_chars: int) -> float:
@@ -100,3 +100,71 @@ def evaluate_loss(model: keras.Model, dataset: tf.data.Dataset, *, num_chars: in
         "num_tokens": count,
         "num_chars": int(num_chars),
     }
+
+
+def continuation_nats_per_char(model: keras.Model, text: str, prompt: str) -> float:
+    """How surprised ``model`` is by a continuation: ``-sum log p(x_t | x_<t) / characters``.
+
+    Only the characters after ``prompt`` are scored; each prediction reads at
+    most ``model.context_length`` tokens back (all of them for a model with no
+    limit), as generation did. A typical sample scores about the validation
+    loss; beam search scores far lower (it seeks likely text).
+
+    Args:
+        model: a language model with a ``tokenizer`` (e.g. ``CharRNN``, ``GPT``).
+        text: the prompt followed by the continuation.
+        prompt: the prompt, a prefix of ``text`` (at least one character).
+
+    Returns:
+        Nats per character of the continuation, a float.
+    """
+    if not isinstance(text, str) or not isinstance(prompt, str):
+        raise TypeError(f"text and prompt must be str, got {type(text).__name__} and {type(prompt).__name__}.")
+    if not prompt or not text.startswith(prompt) or len(text) == len(prompt):
+        raise ValueError(
+            f"prompt must be a non-empty proper prefix of text; got prompt of {len(prompt)} characters "
+            f"and text of {len(text)} starting with {text[: len(prompt)]!r}."
+        )
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise TypeError(f"model {type(model).__name__} has no tokenizer: pass a language model with one.")
+    ids = np.asarray(tokenizer.encode(text), np.int32)
+    start = len(tokenizer.encode(prompt))
+    context = getattr(model, "context_length", None) or len(ids)
+    # Targets t = start .. n-1. Those with t <= context come from one causal pass on the first tokens.
+    head = min(len(ids) - 1, context)
+    log_probs = ops.convert_to_numpy(ops.log_softmax(model(ids[None, :head], training=False)[0], axis=-1))
+    nats = [-log_probs[t - 1, ids[t]] for t in range(start, head + 1)]
+    # Later targets read the context tokens just before them: one window each, batched.
+    later = np.arange(max(start, head + 1), len(ids))
+    if len(later):
+        windows = np.stack([ids[t - context : t] for t in later])
+        logits = model(windows, training=False)[:, -1, :]
+        log_probs = ops.convert_to_numpy(ops.log_softmax(logits, axis=-1))
+        nats += list(-log_probs[np.arange(len(later)), ids[later]])
+    return float(np.sum(nats)) / (len(text) - len(prompt))
+
+
+def repeated_share(text: str, n: int = 10, *, skip: int = 0) -> float:
+    """Share of the ``n``-character substrings of ``text[skip:]`` that already occurred before in it.
+
+    A crude repetition rate: 0 for text that never repeats itself, close to 1
+    for a loop. An occurrence counts if it starts earlier (it may overlap).
+
+    Args:
+        text: the text.
+        n: substring length, >= 1.
+        skip: characters to leave out at the start (the prompt), >= 0.
+
+    Returns:
+        A share in [0, 1].
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}.")
+    n = check_int("n", n, minimum=1)
+    skip = check_int("skip", skip, minimum=0)
+    new = text[skip:]
+    if len(new) < n:
+        raise ValueError(f"text[skip:] has {len(new)} characters, fewer than n={n}.")
+    grams = [new[i : i + n] for i in range(len(new) - n + 1)]
+    return sum(gram in new[: i + n - 1] for i, gram in enumerate(grams)) / len(grams)

@@ -28,6 +28,7 @@ every epoch, and one fixed, seeded sample of the test set.
 """
 
 from aigc_tf.vae.binarize import binarize
+from aigc_tf.vae.diagnostics import importance_bounds, latent_summary, reparameterization_gradients
 from aigc_tf.vae.elbo import bernoulli_log_likelihood, gaussian_log_density, kl_divergence, log_mean_exp
 from aigc_tf.vae.model import VAE
 from aigc_tf.vae.networks import Sampling, make_decoder, make_encoder
@@ -38,8 +39,11 @@ __all__ = [
     "binarize",
     "bernoulli_log_likelihood",
     "gaussian_log_density",
+    "importance_bounds",
+    "latent_summary",
     "kl_divergence",
     "log_mean_exp",
     "make_decoder",
     "make_encoder",
+    "reparameterization_gradients",
 ]
