@@ -72,3 +72,66 @@ def test_no_training_code_in_chapter_notebooks(path):
     for cell in nb.cells:
         if cell.cell_type == "code":
             assert not TRAINING_CODE.search(cell.source), cell.source
+
+
+# A measured figure in prose: a decimal (0.93, 1,541.2) or a percentage (63 %, 98.8%).
+# Inline and display maths ($...$) hold formulas and constants, not measurements.
+FIGURE = re.compile(r"(?<![\w.])(\d[\d,]*\.\d+|\d[\d,]*(?:\.\d+)?(?=\s?%))(?![\w])")
+MATH = re.compile(r"\$\$.*?\$\$|\$[^$\n]*\$", re.S)
+
+
+def _numbers(text: str) -> set[float]:
+    return {float(m.replace(",", "")) for m in re.findall(r"\d[\d,]*(?:\.\d+)?", text)}
+
+
+def _traced(figure: str, known: set[float]) -> bool:
+    """``figure`` equals a known number, or one rounded to the figure's decimals (99.07 → "99.1")."""
+    value = float(figure.replace(",", ""))
+    decimals = len(figure.partition(".")[2])
+    return any(round(k, decimals) == value for k in known)
+
+
+def stale_figures(path: Path) -> list[str]:
+    """Figures in ``path``'s markdown found in none of: its code, its outputs, benchmarks/*.md."""
+    nb = nbformat.read(path, as_version=4)
+    sources = [p.read_text() for p in (ROOT / "benchmarks").rglob("*.md")]
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            sources.append(cell.source)
+            for output in cell.get("outputs", []):
+                sources.append(str(output.get("text", "")))
+                sources.extend(str(v) for k, v in output.get("data", {}).items() if k.startswith("text/"))
+    known = _numbers("\n".join(sources))
+    stale = []
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "markdown":
+            continue
+        prose = MATH.sub(" ", cell.source)
+        for match in FIGURE.finditer(prose):
+            if not _traced(match.group(1), known):
+                stale.append(
+                    f"cell {index}: {match.group(1)!r} in …{prose[max(0, match.start() - 50) : match.end() + 10]}…"
+                )
+    return stale
+
+
+def test_the_stale_figure_check_catches_an_untraced_number(tmp_path):
+    """The check below can fail: a typed-in figure is caught, a rendered or cited one is not."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("FID fell to 12.34 and 77 % were recognisable; $\\log 4 \\approx 1.386$."),
+        nbformat.v4.new_code_cell(
+            "lr = 0.0005", outputs=[nbformat.v4.new_output("stream", text="recognisable 77.0 %\n")]
+        ),
+        nbformat.v4.new_markdown_cell("With lr 5e-4 (0.0005) the rate is 77.0 %."),
+    ]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, path)
+    stale = stale_figures(path)
+    assert len(stale) == 1 and "'12.34'" in stale[0], stale
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_no_stale_figures_in_prose(path):
+    """A measured figure in a markdown cell is rendered by the run or cited from benchmarks/RESULTS.md."""
+    assert stale_figures(path) == []
