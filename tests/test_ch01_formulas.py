@@ -25,9 +25,9 @@ P_G = np.array([0.30, 0.25, 0.15, 0.10, 0.10, 0.10])
 
 def expected_d_loss(logits: np.ndarray, p: np.ndarray = P_DATA, q: np.ndarray = P_G) -> float:
     """E_p[-log D] + E_q[-log(1 - D)] with the package's per-example loss, D = sigma(logits) per point."""
-    l = np.asarray(logits, np.float32)
-    real = ops.convert_to_numpy(discriminator_loss(l, np.full_like(l, -80.0)))  # fake term ~ 0
-    fake = ops.convert_to_numpy(discriminator_loss(np.full_like(l, 80.0), l))  # real term ~ 0
+    lg = np.asarray(logits, np.float32)
+    real = ops.convert_to_numpy(discriminator_loss(lg, np.full_like(lg, -80.0)))  # fake term ~ 0
+    fake = ops.convert_to_numpy(discriminator_loss(np.full_like(lg, 80.0), lg))  # real term ~ 0
     return float(np.sum(p * real + q * fake))
 
 
@@ -42,7 +42,7 @@ def test_minimising_the_package_d_loss_gives_d_star():
     logits = []
     for p, q in zip(P_DATA, P_G):
         one = optimize.minimize_scalar(
-            lambda l, p=p, q=q: expected_d_loss(np.array([l]), np.array([p]), np.array([q])),
+            lambda lg, p=p, q=q: expected_d_loss(np.array([lg]), np.array([p]), np.array([q])),
             bounds=(-10, 10),
             method="bounded",
             options={"xatol": 1e-6},
@@ -78,9 +78,9 @@ def test_value_at_d_star_is_minus_log_4_plus_twice_the_jsd_discrete():
 def test_value_at_d_star_is_minus_log_4_plus_twice_the_jsd_gaussian():
     p, q = stats.norm(2.0, 0.5), stats.norm(0.0, 1.0)
     xs = np.linspace(-12, 14, 200_001)
-    l = (p.logpdf(xs) - q.logpdf(xs)).astype("float32")
-    real = ops.convert_to_numpy(discriminator_loss(l, np.full_like(l, -80.0)))
-    fake = ops.convert_to_numpy(discriminator_loss(np.full_like(l, 80.0), l))
+    lg = (p.logpdf(xs) - q.logpdf(xs)).astype("float32")
+    real = ops.convert_to_numpy(discriminator_loss(lg, np.full_like(lg, -80.0)))
+    fake = ops.convert_to_numpy(discriminator_loss(np.full_like(lg, 80.0), lg))
     value = -integrate.trapezoid(p.pdf(xs) * real + q.pdf(xs) * fake, xs)
     m = 0.5 * (p.pdf(xs) + q.pdf(xs))
     kl = [integrate.trapezoid(d.pdf(xs) * (d.logpdf(xs) - np.log(m)), xs) for d in (p, q)]
@@ -94,9 +94,9 @@ def test_value_at_d_star_is_minus_log_4_plus_twice_the_jsd_gaussian():
 
 def test_generator_loss_gradients_match_the_closed_forms():
     """d/dl log(1 - sigma(l)) = -sigma(l);  d/dl -log sigma(l) = -(1 - sigma(l))."""
-    l = np.array([-30.0, -10.0, -2.0, 0.0, 1.5, 10.0, 30.0])
-    g = generator_loss_gradients(l)
-    d = 1 / (1 + np.exp(-l))
+    lg = np.array([-30.0, -10.0, -2.0, 0.0, 1.5, 10.0, 30.0])
+    g = generator_loss_gradients(lg)
+    d = 1 / (1 + np.exp(-lg))
     np.testing.assert_allclose(g["score"], d)
     np.testing.assert_allclose(g["minimax"], -d, atol=1e-6)
     np.testing.assert_allclose(g["non_saturating"], -(1 - d), atol=1e-6)
@@ -152,16 +152,17 @@ def test_ema_schedule_and_recursion():
 
 def test_rejection_acceptance_is_the_clipped_density_ratio():
     """a(x) = min(1, exp(l(x) - b)) (Azadi et al., 2019)."""
-    l = np.array([-3.0, 0.0, 1.0, 2.0, 5.0])
-    np.testing.assert_allclose(rejection_acceptance(l, 2.0), np.minimum(1, np.exp(l - 2.0)))
-    np.testing.assert_allclose(rejection_acceptance(l, np.array([0, 0, 0, 10, 10])), np.exp(np.minimum(l - [0, 0, 0, 10, 10], 0)))
+    lg = np.array([-3.0, 0.0, 1.0, 2.0, 5.0])
+    np.testing.assert_allclose(rejection_acceptance(lg, 2.0), np.minimum(1, np.exp(lg - 2.0)))
+    per_label = np.array([0.0, 0.0, 0.0, 10.0, 10.0])  # one bound per logit broadcasts
+    np.testing.assert_allclose(rejection_acceptance(lg, per_label), np.exp(np.minimum(lg - per_label, 0)))
 
 
 def test_rejection_with_d_star_recovers_p_data_and_keeps_e_to_the_minus_b():
     """With l = log p/q and e^b = max p/q: kept ~ p_data exactly, acceptance = e^-b."""
-    l = np.log(P_DATA / P_G)
-    b = l.max()
-    a = rejection_acceptance(l, b)
+    lg = np.log(P_DATA / P_G)
+    b = lg.max()
+    a = rejection_acceptance(lg, b)
     kept = P_G * a
     np.testing.assert_allclose(kept / kept.sum(), P_DATA, atol=1e-12)  # closed form
     assert kept.sum() == pytest.approx(np.exp(-b))
@@ -171,7 +172,7 @@ def test_rejection_with_d_star_recovers_p_data_and_keeps_e_to_the_minus_b():
         return rng.choice(len(P_G), size=count, p=P_G).astype("float32")
 
     def score(x, _labels):
-        return l[x.astype(int)]
+        return lg[x.astype(int)]
 
     info = {}
     out = rejection_sample(propose, score, 20_000, seed=0, bound=float(b), stats=info)

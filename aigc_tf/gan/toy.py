@@ -97,13 +97,13 @@ def generator_loss_gradients(logits: Any) -> dict[str, np.ndarray]:
     values = np.asarray(logits, dtype=np.float64).ravel()
     if values.size == 0 or not np.isfinite(values).all():
         raise ValueError(f"logits: expected a non-empty array of finite values, got {values[:5]} ...")
-    l = tf.constant(values.astype(np.float32))
+    lg = tf.constant(values.astype(np.float32))
     with tf.GradientTape(persistent=True) as tape:
-        tape.watch(l)
-        non_saturating = ops.sum(generator_loss(l))
-        minimax = ops.sum(minimax_generator_loss(l))
+        tape.watch(lg)
+        non_saturating = ops.sum(generator_loss(lg))
+        minimax = ops.sum(minimax_generator_loss(lg))
     out = {"logit": values, "score": 1.0 / (1.0 + np.exp(-values))}
     for name, loss in (("non_saturating", non_saturating), ("minimax", minimax)):
-        out[name] = np.asarray(ops.convert_to_numpy(tape.gradient(loss, l)), dtype=np.float64)
+        out[name] = np.asarray(ops.convert_to_numpy(tape.gradient(loss, lg)), dtype=np.float64)
     del tape
     return out
