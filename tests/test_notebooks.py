@@ -60,3 +60,16 @@ def test_no_model_code_in_notebooks(path):
             assert not re.search(r"^\s*class \w+\((keras\.)?(Model|layers\.Layer|Layer)\)", cell.source, re.M), (
                 cell.source
             )
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_about_cell_is_current(path):
+    """A notebook whose metadata has objectives opens (after its title) with the generated "About" cell."""
+    nb = nbformat.read(path, as_version=4)
+    about = sync_headers.about_source(nb)
+    tagged = [c for c in nb.cells if sync_headers.ABOUT_TAG in c.get("metadata", {}).get("tags", [])]
+    if about is None:
+        assert not tagged, "an About cell without aigc_tf.objectives in the metadata"
+        return
+    assert nb.cells[3] in tagged and len(tagged) == 1, "run scripts/sync_notebook_headers.py"
+    assert nb.cells[3].source == about, "run scripts/sync_notebook_headers.py"

@@ -240,6 +240,7 @@ def train_ring_gan(
     steps: int = 2000,
     batch_size: int = 256,
     learning_rate: float = 1e-3,
+    d_learning_rate: float | None = None,
     seed: int = 0,
     modes: int = 8,
     radius: float = 2.0,
@@ -252,7 +253,8 @@ def train_ring_gan(
         pack: points per discriminator input (1: plain GAN, 2 or more: PacGAN).
         steps: training steps (one D and one G update each).
         batch_size: points per step (rounded down to a multiple of ``pack``).
-        learning_rate: Adam's learning rate for both networks (``beta_1 = 0.5``).
+        learning_rate: Adam's learning rate of G (and of D unless ``d_learning_rate``); ``beta_1 = 0.5``.
+        d_learning_rate: D's learning rate (default: ``learning_rate``).
         seed: seeds the weights, the noise and the data.
         modes, radius, std: the ring.
         **model_kwargs: further :class:`RingGAN` arguments (``latent_dim``, ``width``, ``depth``).
@@ -264,10 +266,13 @@ def train_ring_gan(
     pack = check_int("pack", pack, minimum=1)
     batch_size = check_int("batch_size", batch_size, minimum=pack) // pack * pack
     learning_rate = check_float("learning_rate", learning_rate, low=0.0, low_inclusive=False)
+    if d_learning_rate is None:
+        d_learning_rate = learning_rate
+    d_learning_rate = check_float("d_learning_rate", d_learning_rate, low=0.0, low_inclusive=False)
     keras.utils.set_random_seed(seed)
     model = RingGAN(pack=pack, seed=seed, **model_kwargs)
     model.compile(
-        d_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5),
+        d_optimizer=keras.optimizers.Adam(d_learning_rate, beta_1=0.5),
         g_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5),
     )
     data = ring_dataset(batch_size, seed, modes=modes, radius=radius, std=std)
