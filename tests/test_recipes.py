@@ -99,3 +99,18 @@ def test_fit_for_time_trains_for_the_recipes_short_budget(capsys):
     assert out.startswith(f"{steps:,} steps ({steps * recipe.batch_size / 256:.1f} epochs) in ")
     assert "last epoch:" in out and f"loss {history['loss'][-1]:.1f}" in out
     assert history["step"][-1] == steps and history["seconds"][-1] == seconds
+
+
+def test_ring_gan_settings_are_train_ring_gan_arguments():
+    import inspect
+
+    from aigc_tf.gan.ring import train_ring_gan
+    from aigc_tf.recipes import ring_gan_settings
+
+    accepted = set(inspect.signature(train_ring_gan).parameters) | {"latent_dim", "width", "depth", "num_samples"}
+    for profile in ("smoke", "cpu", "gpu"):
+        settings = ring_gan_settings(profile)
+        assert set(settings) <= accepted and settings["d_learning_rate"] > settings["learning_rate"]
+    assert ring_gan_settings("smoke")["steps"] < ring_gan_settings("cpu")["steps"]
+    with pytest.raises(ValueError, match="profile"):
+        ring_gan_settings("tpu")

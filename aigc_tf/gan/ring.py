@@ -28,7 +28,7 @@ from keras import ops
 from aigc_tf.gan.losses import discriminator_loss, generator_loss
 from aigc_tf.validation import check_float, check_int, check_seed
 
-__all__ = ["RingGAN", "mode_centres", "mode_coverage", "ring_dataset", "ring_of_gaussians"]
+__all__ = ["MinibatchStdDev", "RingGAN", "mode_centres", "mode_coverage", "ring_dataset", "ring_of_gaussians"]
 
 
 def mode_centres(modes: int = 8, radius: float = 2.0) -> np.ndarray:
@@ -136,10 +136,46 @@ def mode_coverage(
     }
 
 
-def _mlp(inputs: int, outputs: int, width: int, depth: int, name: str) -> keras.Model:
+@keras.saving.register_keras_serializable(package="aigc_tf")
+class MinibatchStdDev(keras.layers.Layer):
+    """Append the minibatch standard deviation as one more feature (Karras et al., 2018).
+
+    The batch is split into groups of ``group_size`` examples; within each group the
+    standard deviation of every feature across the examples is averaged over the features,
+    and that number is appended to each example of the group. Samples of a collapsed
+    generator are alike, so their groups have a small value that real groups never have.
+
+    Args:
+        group_size: examples per group (the batch size must be a multiple of it).
+
+    Call: ``(B, F) -> (B, F + 1)``.
+    """
+
+    def __init__(self, group_size: int = 4, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.group_size = check_int("group_size", group_size, minimum=2)
+
+    def call(self, x):
+        features = ops.shape(x)[-1]
+        groups = ops.reshape(x, (-1, self.group_size, features))
+        std = ops.sqrt(ops.var(groups, axis=1) + 1e-8)  # (B / g, F)
+        stat = ops.mean(std, axis=-1, keepdims=True)  # (B / g, 1)
+        stat = ops.reshape(ops.repeat(stat[:, None, :], self.group_size, axis=1), (-1, 1))
+        return ops.concatenate([x, stat], axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] + 1)
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "group_size": self.group_size}
+
+
+def _mlp(inputs: int, outputs: int, width: int, depth: int, name: str, minibatch_std: int = 0) -> keras.Model:
     x = inp = keras.Input((inputs,))
     for i in range(depth):
         x = keras.layers.Dense(width, activation="relu", name=f"{name}_dense_{i}")(x)
+        if i == 0 and minibatch_std:
+            x = MinibatchStdDev(minibatch_std, name=f"{name}_minibatch_std")(x)
     out = keras.layers.Dense(outputs, name=f"{name}_out")(x)
     return keras.Model(inp, out, name=name)
 
@@ -159,22 +195,34 @@ class RingGAN(keras.Model):
         width: units per hidden layer (both networks).
         depth: hidden layers (both networks).
         pack: points per discriminator input (1: a plain GAN).
+        minibatch_std: group size of a :class:`MinibatchStdDev` feature after D's first hidden
+            layer (0: none).
         seed: seed of the model's noise stream.
 
     Call: ``model(z)`` returns ``(N, 2)`` points for ``z`` of shape ``(N, latent_dim)``.
     """
 
     def __init__(
-        self, latent_dim: int = 2, width: int = 128, depth: int = 2, pack: int = 1, seed: int = 0, **kwargs: Any
+        self,
+        latent_dim: int = 2,
+        width: int = 128,
+        depth: int = 2,
+        pack: int = 1,
+        minibatch_std: int = 0,
+        seed: int = 0,
+        **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.latent_dim = check_int("latent_dim", latent_dim, minimum=1)
         self.width = check_int("width", width, minimum=1)
         self.depth = check_int("depth", depth, minimum=1)
         self.pack = check_int("pack", pack, minimum=1)
+        self.minibatch_std = check_int("minibatch_std", minibatch_std, minimum=0)
+        if self.minibatch_std == 1:
+            raise ValueError("minibatch_std: a group needs at least 2 examples (0 turns the feature off), got 1")
         self.seed = check_int("seed", seed, minimum=0)
         self.generator = _mlp(self.latent_dim, 2, self.width, self.depth, "generator")
-        self.discriminator = _mlp(2 * self.pack, 1, self.width, self.depth, "discriminator")
+        self.discriminator = _mlp(2 * self.pack, 1, self.width, self.depth, "discriminator", self.minibatch_std)
         self.seed_generator = keras.random.SeedGenerator(self.seed)
         self.d_loss_tracker = keras.metrics.Mean(name="d_loss")
         self.g_loss_tracker = keras.metrics.Mean(name="g_loss")
@@ -187,6 +235,7 @@ class RingGAN(keras.Model):
             "width": self.width,
             "depth": self.depth,
             "pack": self.pack,
+            "minibatch_std": self.minibatch_std,
             "seed": self.seed,
         }
 
