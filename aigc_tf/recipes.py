@@ -443,8 +443,8 @@ _RING_COMMON = dict(
 )
 _RING = {
     "smoke": dict(steps=30, batch_size=64, num_samples=500),
-    "cpu": dict(steps=2000, batch_size=512, num_samples=2000),
-    "gpu": dict(steps=2000, batch_size=512, num_samples=2000),
+    "cpu": dict(steps=4000, batch_size=512, num_samples=2000),
+    "gpu": dict(steps=4000, batch_size=512, num_samples=2000),
 }
 
 

@@ -26,8 +26,13 @@ def test_mode_coverage_on_constructed_sets():
     assert min(full["counts"]) > 150
     one = mode_coverage(np.tile(mode_centres()[3], (500, 1)) + 0.01)
     assert one["modes_hit"] == 1 and one["high_quality"] == 1.0 and one["counts"][3] == 500
+    assert one["modes_reached"] == 1 and one["nearest"][3] == 500
     off = mode_coverage(np.zeros((100, 2)))  # the centre of the ring: no mode within 3 std
     assert off["modes_hit"] == 0 and off["high_quality"] == 0.0
+    # spread around the ring but far from every centre: all modes reached, none hit
+    angles = np.linspace(0, 2 * np.pi, 800, endpoint=False)
+    blurred = mode_coverage(1.7 * np.stack([np.cos(angles), np.sin(angles)], axis=1))
+    assert blurred["modes_reached"] == 8 and blurred["modes_hit"] == 0 and sum(blurred["nearest"]) == 800
     few = np.concatenate([ring_of_gaussians(1000, seed=2)[:5], np.tile(mode_centres()[0], (100, 1))])
     assert mode_coverage(few, min_count=20)["modes_hit"] == 1  # a handful of stray samples is not a mode
     with pytest.raises(ValueError, match="samples"):

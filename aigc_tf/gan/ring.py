@@ -104,7 +104,10 @@ def mode_coverage(
     """How many modes of the ring a sample set hits, and how many samples are good.
 
     A sample is *high quality* when it lies within ``num_std * std`` of its nearest mode
-    centre; a mode is *hit* when at least ``min_count`` high-quality samples are nearest to it.
+    centre; a mode is *hit* when at least ``min_count`` high-quality samples are nearest to it,
+    and *reached* when at least ``min_count`` samples of any quality are nearest to it (a
+    collapsed generator reaches few modes; a spread-out but imprecise one reaches many and
+    hits few).
 
     Args:
         samples: ``(N, 2)`` points.
@@ -113,8 +116,9 @@ def mode_coverage(
         min_count: high-quality samples a mode needs to count as hit (>= 1).
 
     Returns:
-        ``{"modes_hit": int, "high_quality": float (share of samples), "counts": list[int]}``,
-        ``counts[k]`` the high-quality samples at mode ``k``.
+        ``{"modes_hit": int, "modes_reached": int, "high_quality": float (share of samples),
+        "counts": list[int], "nearest": list[int]}``: ``counts[k]`` the high-quality samples at
+        mode ``k``, ``nearest[k]`` all samples whose nearest mode is ``k``.
     """
     x = np.asarray(samples, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != 2 or len(x) == 0:
@@ -129,10 +133,13 @@ def mode_coverage(
     nearest = distances.argmin(axis=1)
     good = distances[np.arange(len(x)), nearest] <= num_std * std
     counts = np.bincount(nearest[good], minlength=len(centres))
+    near = np.bincount(nearest, minlength=len(centres))
     return {
         "modes_hit": int(np.sum(counts >= min_count)),
+        "modes_reached": int(np.sum(near >= min_count)),
         "high_quality": float(good.mean()),
         "counts": counts.tolist(),
+        "nearest": near.tolist(),
     }
 
 
