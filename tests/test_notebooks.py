@@ -73,3 +73,18 @@ def test_about_cell_is_current(path):
         return
     assert nb.cells[3] in tagged and len(tagged) == 1, "run scripts/sync_notebook_headers.py"
     assert nb.cells[3].source == about, "run scripts/sync_notebook_headers.py"
+
+
+def test_about_cell_reads_the_cpu_time_of_the_last_run():
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["aigc_tf"] = {"objectives": ["train a GAN"], "prerequisites": ["calculus"]}
+    footer = nbformat.v4.new_code_cell(sync_headers.FOOTER_SOURCE, metadata={"tags": [sync_headers.FOOTER_TAG]})
+    footer.outputs = [nbformat.v4.new_output("stream", text="wall time: 652 s (10.9 min) in the 'cpu' profile\n")]
+    nb.cells = [nbformat.v4.new_markdown_cell("# Title"), footer]
+    about = sync_headers.about_source(nb)
+    assert "* train a GAN" in about and "* calculus" in about
+    assert "about 11 min at the `cpu` profile" in about and "`gpu` profile's time is not measured" in about
+    footer.outputs[0]["text"] = "wall time: 30 s (0.5 min) in the 'smoke' profile\n"
+    assert "`cpu`" not in sync_headers.about_source(nb)  # only a cpu run's time is reported
+    nb.metadata["aigc_tf"] = {}
+    assert sync_headers.about_source(nb) is None
