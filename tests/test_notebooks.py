@@ -88,3 +88,17 @@ def test_about_cell_reads_the_cpu_time_of_the_last_run():
     assert "`cpu`" not in sync_headers.about_source(nb)  # only a cpu run's time is reported
     nb.metadata["aigc_tf"] = {}
     assert sync_headers.about_source(nb) is None
+
+
+# Chapter notebooks whose cells are free of training code (the others are being cleaned up).
+NO_TRAINING_CODE = ("01_gan.ipynb",)
+
+
+@pytest.mark.parametrize("name", NO_TRAINING_CODE)
+def test_no_training_code_in_notebook_cells(name):
+    """Gradient tapes, optimizer steps and loops over a dataset live in the package, not in cells."""
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    pattern = re.compile(r"GradientTape|apply_gradients|\.apply\(\s*grad|^\s*for \w+ in .*(dataset|_ds)\b", re.M)
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            assert not pattern.search(cell.source), cell.source
