@@ -51,6 +51,7 @@ notebooks: $(STAMP)
 	$(BIN)/python scripts/sync_notebook_headers.py
 	AIGC_PROFILE=cpu AIGC_OFFLINE=1 $(BIN)/jupyter nbconvert --to notebook --execute --inplace \
 		--ExecutePreprocessor.timeout=-1 $(NOTEBOOKS)
+	$(BIN)/python scripts/sync_notebook_headers.py  # the About cells read the new wall times
 
 clean:
 	rm -rf build $(VENV)

@@ -47,15 +47,22 @@ def evaluate_model(model, recipe, *, num_samples: int | None = None, seed: int =
     if recipe.kind in GANS:
         from aigc_tf.metrics import evaluate_samples
 
-        reference, _ = _test_images(recipe)
+        reference, reference_labels = _test_images(recipe)
         labels = np.arange(n) % 10 if recipe.kind == "cgan" else None
-        scores = evaluate_samples(model.generate(n, seed, labels=labels), reference, recipe.dataset)
-        return {
+        samples = model.generate(n, seed, labels=labels)
+        scores = evaluate_samples(samples, reference, recipe.dataset)
+        result = {
             "classifier FID": scores["classifier_fid"],
             "classifier KID": scores["classifier_kid"],
             "recognisable %": 100 * scores["recognisable_rate"],
             "classes present": scores["coverage"]["classes_present"],
         }
+        if labels is not None:  # classes drawn equally often: also compare with a class-balanced reference
+            balanced = evaluate_samples(
+                samples, reference, recipe.dataset, reference_labels=reference_labels, balanced=True
+            )
+            result["classifier FID, balanced reference"] = balanced["classifier_fid"]
+        return result
     if recipe.kind == "vae":
         import tensorflow as tf
 

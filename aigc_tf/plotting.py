@@ -158,3 +158,63 @@ def flow_diagram(stages: Sequence[str], *, feedback: str | None = None, title: s
     if title:
         ax.set_title(title)
     return ax.figure
+
+
+def plot_generator_loss_gradients(gradients: Mapping[str, Any], *, ax=None, title: str | None = None):
+    """The two generator losses' gradients dL/dl against D(G(z)) (curves).
+
+    Args:
+        gradients: the dict of :func:`aigc_tf.gan.toy.generator_loss_gradients`
+            (keys ``score``, ``non_saturating``, ``minimax``).
+        ax: matplotlib axes (default: a new figure).
+        title: the axes' title.
+
+    Returns:
+        The axes.
+    """
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 3.4))
+    order = np.argsort(np.asarray(gradients["score"]))
+    d = np.asarray(gradients["score"])[order]
+    ax.plot(d, np.asarray(gradients["non_saturating"])[order], label=r"non-saturating $-\log D$: $-(1 - D)$")
+    ax.plot(d, np.asarray(gradients["minimax"])[order], label=r"minimax $\log(1 - D)$: $-D$")
+    ax.axhline(0, color="k", lw=0.5)
+    ax.set(xlabel="D(G(z))", ylabel="dL/dl (l: D's logit)", xlim=(0, 1), title=title)
+    ax.legend()
+    return ax
+
+
+def plot_points(
+    points: Any, *, centres: Any = None, ax=None, title: str | None = None, limit: float | None = None, **scatter: Any
+):
+    """A scatter plot of 2-D points, optionally with mode centres marked.
+
+    Args:
+        points: ``(N, 2)`` array.
+        centres: ``(K, 2)`` array drawn as crosses, or ``None``.
+        ax: matplotlib axes (default: a new figure).
+        title: the axes' title.
+        limit: show ``[-limit, limit]`` on both axes (default: matplotlib's choice).
+        **scatter: extra ``ax.scatter`` arguments.
+
+    Returns:
+        The axes.
+    """
+    import matplotlib.pyplot as plt
+
+    points = np.asarray(points)
+    if points.ndim != 2 or points.shape[1] != 2:
+        raise ValueError(f"points: expected an (N, 2) array, got shape {points.shape}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4, 4))
+    ax.scatter(points[:, 0], points[:, 1], **{"s": 3, "alpha": 0.4, **scatter})
+    if centres is not None:
+        centres = np.asarray(centres)
+        ax.scatter(centres[:, 0], centres[:, 1], marker="x", color="k", s=40)
+    if limit is not None:
+        ax.set(xlim=(-limit, limit), ylim=(-limit, limit))
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    return ax

@@ -433,3 +433,38 @@ def print_parameter_counts(kinds: tuple[str, ...] | list[str]) -> dict[str, dict
 
 
 __all__ += ["parameter_count", "print_parameter_counts"]
+
+
+# --------------------------------------------------------------------------- #
+# The 2-D ring-of-Gaussians toy of chapter 01 (mode collapse): not a KIND (no dataset
+# on disk, no checkpoints), just its sizes per profile, in the one place sizes live.
+# --------------------------------------------------------------------------- #
+
+_RING_COMMON = dict(
+    modes=8, radius=2.0, std=0.02, latent_dim=256, width=128, depth=2, learning_rate=1e-4, d_learning_rate=1e-3
+)
+_RING = {
+    "smoke": dict(steps=30, batch_size=64, num_samples=500),
+    "cpu": dict(steps=4000, batch_size=512, num_samples=2000),
+    "gpu": dict(steps=4000, batch_size=512, num_samples=2000),
+}
+
+
+def ring_gan_settings(profile: str | None = None) -> dict[str, Any]:
+    """The ring toy's settings at ``profile``: :func:`aigc_tf.gan.ring.train_ring_gan` arguments plus ``num_samples``.
+
+    Both networks are MLPs; G learns at ``learning_rate``, D ten times faster
+    (``d_learning_rate``): the plain GAN collapses onto few modes in ``steps`` steps.
+
+    Args:
+        profile: ``smoke``, ``cpu`` or ``gpu``; default ``$AIGC_PROFILE`` or by hardware.
+
+    Returns:
+        A new dict (``modes``, ``radius``, ``std``, ``latent_dim``, ``width``, ``depth``,
+        ``learning_rate``, ``d_learning_rate``, ``steps``, ``batch_size``, ``num_samples``).
+    """
+    profile = check_choice("profile", profile if profile is not None else get_profile(), PROFILES)
+    return {**_RING_COMMON, **_RING[profile]}
+
+
+__all__ += ["ring_gan_settings"]

@@ -12,7 +12,13 @@ Each notebook starts with
    when none is visible, and prints the parameter counts of the recipes the notebook
    trains at every profile (``metadata.aigc_tf.recipes``),
 
-and ends with a cell printing the wall time of the run. The cells are tagged
+then, after the notebook's title cell, a markdown cell "About this notebook" (tagged
+``aigc-about``) when its metadata has ``aigc_tf.objectives``: the learning
+objectives (``aigc_tf.objectives``, a list of strings), the prerequisites
+(``aigc_tf.prerequisites``, a list of strings) and the time it takes at each
+profile: the cpu time read from the committed wall-time output of the last cell
+(the last cpu run), the others from ``aigc_tf.minutes`` (``{"gpu": 4}``) only if
+given (measured), and ends with a cell printing the wall time of the run. The cells are tagged
 ``aigc-header`` / ``aigc-footer`` and generated from ``aigc_tf.REPO_URL`` —
 the one place the repository's address lives. Run this script after changing
 it; ``tests/test_notebooks.py`` fails when a notebook is out of date.
@@ -21,6 +27,7 @@ Outputs of a cell whose source did not change are kept.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -32,6 +39,8 @@ from aigc_tf import REPO_URL  # noqa: E402
 
 HEADER_TAG = "aigc-header"
 FOOTER_TAG = "aigc-footer"
+ABOUT_TAG = "aigc-about"
+WALL_TIME = re.compile(r"wall time: \d+ s \(([\d.]+) min\) in the '(\w+)' profile")
 
 SETUP_SOURCE = """\
 # Setup: make `aigc_tf` importable here, in Colab, or after `pip install -e .`; check the environment
@@ -106,6 +115,29 @@ def expected_cells(notebook: Path) -> tuple[list, list]:
     return header, footer
 
 
+def about_source(nb) -> str | None:
+    """The "About this notebook" cell of ``nb`` (objectives, prerequisites, time), or None."""
+    meta = nb.metadata.get("aigc_tf", {})
+    if not meta.get("objectives"):
+        return None
+    lines = ["**About this notebook.** After it you can:", ""]
+    lines += [f"* {item}" for item in meta["objectives"]]
+    lines += ["", "**Prerequisites:**", ""]
+    lines += [f"* {item}" for item in meta.get("prerequisites", ["none"])]
+    times = []
+    footer = [c for c in nb.cells if _tagged(c, FOOTER_TAG)]
+    text = "".join(o.get("text", "") for c in footer for o in c.get("outputs", []))
+    match = WALL_TIME.search(text)
+    if match and match.group(2) == "cpu":
+        times.append(f"about {float(match.group(1)):.0f} min at the `cpu` profile (its last committed run)")
+    for profile, minutes in meta.get("minutes", {}).items():
+        times.append(f"about {minutes} min at the `{profile}` profile")
+    if not any("`gpu`" in t for t in times):
+        times.append("the `gpu` profile's time is not measured yet")
+    lines += ["", "**Time:** " + "; ".join(times) + "."]
+    return "\n".join(lines)
+
+
 def _tagged(cell, tag: str) -> bool:
     return tag in cell.get("metadata", {}).get("tags", [])
 
@@ -122,7 +154,10 @@ def sync(notebook: Path) -> bool:
     header, footer = expected_cells(notebook)
     old_header = [c for c in nb.cells if _tagged(c, HEADER_TAG)]
     old_footer = [c for c in nb.cells if _tagged(c, FOOTER_TAG)]
-    body = [c for c in nb.cells if not (_tagged(c, HEADER_TAG) or _tagged(c, FOOTER_TAG))]
+    body = [c for c in nb.cells if not any(_tagged(c, tag) for tag in (HEADER_TAG, FOOTER_TAG, ABOUT_TAG))]
+    about = about_source(nb)
+    if about is not None:  # right after the title cell
+        body = body[:1] + [nbformat.v4.new_markdown_cell(about, metadata={"tags": [ABOUT_TAG]})] + body[1:]
     cells = _keep_outputs(header, old_header) + body + _keep_outputs(footer, old_footer)
     if [c.source for c in cells] == [c.source for c in nb.cells]:
         return False

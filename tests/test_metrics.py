@@ -436,3 +436,38 @@ def test_bits_per_char_is_per_character_whatever_the_tokenizer():
     assert result["perplexity"] == pytest.approx(math.exp(result["loss"]), rel=1e-6)  # per token
     explicit = evaluate_loss(model, ds, num_chars=90)
     assert explicit["bits_per_char"] == pytest.approx(result["total_nats"] / 90 / math.log(2), rel=1e-6)
+
+
+# --------------------------------------------------------------------------- #
+# A class-balanced reference.
+# --------------------------------------------------------------------------- #
+
+
+def test_balanced_indices_keep_the_same_count_of_every_class():
+    labels = np.array([0] * 5 + [1] * 3 + [2] * 9)
+    idx = metrics.balanced_indices(labels, seed=1)
+    assert np.array_equal(np.bincount(labels[idx]), [3, 3, 3])
+    assert len(np.unique(idx)) == len(idx) and np.all(np.diff(idx) > 0)
+    assert np.array_equal(np.bincount(labels[metrics.balanced_indices(labels, per_class=2)]), [2, 2, 2])
+    assert np.array_equal(metrics.balanced_indices(labels, seed=1), idx)  # seeded
+    with pytest.raises(ValueError, match="per_class"):
+        metrics.balanced_indices(labels, per_class=4)
+    with pytest.raises(ValueError, match="labels"):
+        metrics.balanced_indices(np.array([0.5, 1.0]))
+
+
+def test_balanced_reference_removes_the_class_imbalance_bias(mnist_test):
+    images, labels = mnist_test
+    # a reference dominated by 1s, and samples with every digit equally often
+    skewed = np.concatenate([np.flatnonzero(labels == 1)[:600], np.flatnonzero(labels != 1)[:900]])
+    ref, ref_labels = images[skewed], labels[skewed]
+    samples = metrics.balanced_reference(images[2000:], labels[2000:], per_class=80)
+    plain = metrics.evaluate_samples(samples, ref)
+    fair = metrics.evaluate_samples(samples, ref, reference_labels=ref_labels, balanced=True)
+    per_class = np.bincount(ref_labels).min()
+    assert fair["reference_size"] == 10 * per_class and plain["reference_size"] == len(ref)
+    assert fair["classifier_fid"] < 0.5 * plain["classifier_fid"]
+    with pytest.raises(ValueError, match="reference_labels"):
+        metrics.evaluate_samples(samples, ref, balanced=True)
+    with pytest.raises(TypeError, match="balanced"):
+        metrics.evaluate_samples(samples, ref, reference_labels=ref_labels, balanced="yes")

@@ -44,3 +44,22 @@ def test_image_grid_and_history_plots():
 
     fig = flow_diagram(["a", "b", "c"], feedback="again")
     assert [t.get_text() for t in fig.axes[0].texts if t.get_text()] == ["a", "b", "c", "again"]
+
+
+def test_generator_loss_gradient_curves_and_point_scatter():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from aigc_tf.gan.toy import generator_loss_gradients, logit_of_score
+    from aigc_tf.plotting import plot_generator_loss_gradients, plot_points
+
+    d = np.linspace(0.05, 0.95, 7)
+    ax = plot_generator_loss_gradients(generator_loss_gradients(logit_of_score(d[::-1])), title="g")
+    (ns, mm) = ax.get_lines()[:2]
+    np.testing.assert_allclose(ns.get_xdata(), d, atol=1e-9)  # drawn in order of D
+    np.testing.assert_allclose(ns.get_ydata(), d - 1, atol=1e-6)  # -(1 - D)
+    np.testing.assert_allclose(mm.get_ydata(), -d, atol=1e-6)  # -D
+    ax = plot_points(np.zeros((5, 2)), centres=np.ones((2, 2)), limit=2.0, title="p")
+    assert ax.get_xlim() == (-2.0, 2.0) and len(ax.collections) == 2
+    with pytest.raises(ValueError, match="points"):
+        plot_points(np.zeros((5, 3)))

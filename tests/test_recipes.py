@@ -135,3 +135,18 @@ def test_consecutive_time_budgets_each_train_past_the_first_call(capsys):
         assert seconds >= recipe.budget("short")
         steps.append(int(model.optimizer.iterations))
     assert per_call == 20 and min(steps) > 3 * per_call, steps
+
+
+def test_ring_gan_settings_are_train_ring_gan_arguments():
+    import inspect
+
+    from aigc_tf.gan.ring import train_ring_gan
+    from aigc_tf.recipes import ring_gan_settings
+
+    accepted = set(inspect.signature(train_ring_gan).parameters) | {"latent_dim", "width", "depth", "num_samples"}
+    for profile in ("smoke", "cpu", "gpu"):
+        settings = ring_gan_settings(profile)
+        assert set(settings) <= accepted and settings["d_learning_rate"] > settings["learning_rate"]
+    assert ring_gan_settings("smoke")["steps"] < ring_gan_settings("cpu")["steps"]
+    with pytest.raises(ValueError, match="profile"):
+        ring_gan_settings("tpu")

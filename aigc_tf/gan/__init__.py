@@ -42,7 +42,10 @@ The package: :mod:`~aigc_tf.gan.losses` (the losses), :mod:`~aigc_tf.gan.network
 (G and D), :mod:`~aigc_tf.gan.dcgan` (the shared :class:`GAN` model and
 :class:`DCGAN`), :mod:`~aigc_tf.gan.conditional` (:class:`ConditionalGAN`,
 :class:`ClusteredGAN`), :mod:`~aigc_tf.gan.clusters` (k-means) and
-:mod:`~aigc_tf.gan.rejection` (rejection sampling over any proposal and score).
+:mod:`~aigc_tf.gan.rejection` (rejection sampling over any proposal and score);
+the toys of chapter 01: :mod:`~aigc_tf.gan.toy` (a 1-D quadratic discriminator, the
+generator losses' gradients) and :mod:`~aigc_tf.gan.ring` (mode collapse on a 2-D ring of
+Gaussians, packing and a minibatch-std feature as fixes, a mode-coverage metric).
 """
 
 from aigc_tf.gan.conditional import ClusteredGAN, ConditionalGAN

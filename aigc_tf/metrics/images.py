@@ -38,7 +38,7 @@ import numpy as np
 from scipy import linalg
 
 from aigc_tf.images import to_unit_range
-from aigc_tf.validation import check_finite
+from aigc_tf.validation import check_finite, check_int
 
 CLASSIFIER_DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist")
 FEATURE_LAYER = "features"
@@ -387,6 +387,54 @@ def classifier_outputs(
     return np.concatenate(feats), np.concatenate(probs)
 
 
+def balanced_indices(labels: Any, *, per_class: int | None = None, seed: int = 0) -> np.ndarray:
+    """Indices of a class-balanced subset: the same number of examples of every class present.
+
+    A generator asked for every class equally often (a conditional GAN with uniform labels)
+    should be compared with a reference that has the classes in equal shares too; the MNIST
+    test set does not (its classes hold 8.9 % to 11.4 % of the images).
+
+    Args:
+        labels: ``(M,)`` integer class labels of the reference images.
+        per_class: examples kept per class (default: the smallest class's count; at most that).
+        seed: NumPy seed of the random choice within each class.
+
+    Returns:
+        ``(per_class * classes,)`` sorted int64 indices into ``labels``.
+    """
+    y = np.asarray(labels)
+    if y.ndim != 1 or y.size == 0 or not np.issubdtype(y.dtype, np.integer):
+        raise ValueError(f"labels: expected a non-empty 1-D integer array, got {y.dtype} of shape {y.shape}")
+    classes, counts = np.unique(y, return_counts=True)
+    smallest = int(counts.min())
+    if per_class is None:
+        per_class = smallest
+    per_class = check_int("per_class", per_class, minimum=1)
+    if per_class > smallest:
+        raise ValueError(f"per_class: {per_class} is more than the smallest class holds ({smallest})")
+    rng = np.random.default_rng(seed)
+    chosen = [rng.choice(np.flatnonzero(y == c), size=per_class, replace=False) for c in classes]
+    return np.sort(np.concatenate(chosen)).astype(np.int64)
+
+
+def balanced_reference(images: Any, labels: Any, *, per_class: int | None = None, seed: int = 0) -> Any:
+    """The images of :func:`balanced_indices`: an equal number per class (pixel range kept).
+
+    Args:
+        images: ``(M, ...)`` reference images (an :class:`aigc_tf.images.Images` keeps its range).
+        labels: ``(M,)`` their integer labels.
+        per_class: examples per class (default: the smallest class's count).
+        seed: seed of the choice.
+
+    Returns:
+        ``images[balanced_indices(labels)]``.
+    """
+    labels = np.asarray(labels)
+    if len(images) != len(labels):
+        raise ValueError(f"labels: {len(labels)} labels for {len(images)} images")
+    return images[balanced_indices(labels, per_class=per_class, seed=seed)]
+
+
 def evaluate_samples(
     samples: Any,
     reference: Any,
@@ -396,6 +444,8 @@ def evaluate_samples(
     reference_range: tuple[float, float] | None = None,
     kid_subsets: int = 10,
     kid_subset_size: int = 1000,
+    reference_labels: Any = None,
+    balanced: bool = False,
 ) -> dict[str, Any]:
     """All classifier-based scores of a sample set against reference images.
 
@@ -406,11 +456,20 @@ def evaluate_samples(
         value_range, reference_range: pixel ranges of the two sets; default: the
             range each array declares (see :class:`aigc_tf.images.Images`), else ``(0, 1)``.
         kid_subsets, kid_subset_size: see :func:`kernel_distance`.
+        reference_labels: ``(M,)`` labels of ``reference``; needed when ``balanced``.
+        balanced: score against a class-balanced subset of the reference
+            (:func:`balanced_reference`, seed 0) instead of all of it.
 
     Returns:
-        ``{"classifier_fid", "classifier_kid", "recognisable_rate", "coverage"}``
-        (coverage is the dict of :func:`class_coverage`).
+        ``{"classifier_fid", "classifier_kid", "recognisable_rate", "coverage", "reference_size"}``
+        (coverage is the dict of :func:`class_coverage`; reference_size the images compared with).
     """
+    if not isinstance(balanced, bool):
+        raise TypeError(f"balanced: expected a bool, got {type(balanced).__name__} {balanced!r}")
+    if balanced:
+        if reference_labels is None:
+            raise ValueError("reference_labels: needed with balanced=True, got None")
+        reference = balanced_reference(reference, reference_labels)
     f_s, p_s = classifier_outputs(samples, dataset, value_range=value_range)
     f_r, _ = classifier_outputs(reference, dataset, value_range=reference_range)
     return {
@@ -418,11 +477,14 @@ def evaluate_samples(
         "classifier_kid": kernel_distance(f_s, f_r, num_subsets=kid_subsets, subset_size=kid_subset_size),
         "recognisable_rate": recognisable_rate(p_s),
         "coverage": class_coverage(p_s),
+        "reference_size": len(f_r),
     }
 
 
 __all__ = [
     "CLASSIFIER_DATASETS",
+    "balanced_indices",
+    "balanced_reference",
     "FEATURE_LAYER",
     "WEIGHTS_DIR",
     "class_coverage",
