@@ -338,5 +338,5 @@ def train_ring_gan(
         g_optimizer=keras.optimizers.Adam(learning_rate, beta_1=0.5),
     )
     data = ring_dataset(batch_size, seed, modes=modes, radius=radius, std=std)
-    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0)
+    model.fit(data, epochs=1, steps_per_epoch=steps, verbose=0, shuffle=False)  # an endless stream
     return model

@@ -38,7 +38,10 @@ def load_inception() -> keras.Model:
         "classifier FID: aigc_tf.metrics.evaluate_samples()."
     )
     if is_offline() and not cached.exists():
-        raise RuntimeError(f"offline (AIGC_OFFLINE=1) and {cached} is not cached. {hint}")
+        raise RuntimeError(
+            f"offline (AIGC_OFFLINE=1) and the InceptionV3 weights are not in the Keras cache "
+            f"(~/.keras/models/{INCEPTION_WEIGHTS_FILE}). {hint}"
+        )
     try:
         return keras.applications.InceptionV3(
             include_top=False, weights="imagenet", pooling="avg", input_shape=(299, 299, 3)
