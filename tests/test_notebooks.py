@@ -165,3 +165,18 @@ def test_about_cell_reads_the_cpu_time_of_the_last_run():
     assert "`cpu`" not in sync_headers.about_source(nb)  # only a cpu run's time is reported
     nb.metadata["aigc_tf"] = {}
     assert sync_headers.about_source(nb) is None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_a_sentence_of_why_before_every_code_cell(path):
+    """Literate notebooks: each code cell follows a markdown cell saying why it is there (the generated
+    set-up and footer cells excepted)."""
+    nb = nbformat.read(path, as_version=4)
+    generated = {sync_headers.FOOTER_TAG, sync_headers.ABOUT_TAG}
+    for index, cell in enumerate(nb.cells):
+        if cell.cell_type != "code" or generated & set(cell.get("metadata", {}).get("tags", [])):
+            continue
+        before = nb.cells[index - 1] if index else None
+        assert before is not None and before.cell_type == "markdown" and before.source.strip(), (
+            f"cell {index} has no sentence before it:\n{cell.source[:200]}"
+        )
