@@ -117,19 +117,26 @@ def bench_speed(profile: str, prompt_len: int = 64, new_tokens: int = 256) -> li
             start = time.perf_counter()
             model.generate(prompt, new_tokens, top_k=1, **kw)  # compile / trace once
             first = time.perf_counter() - start
-            start = time.perf_counter()
-            outputs[name] = model.generate(prompt, new_tokens, top_k=1, **kw)
-            timings[name] = time.perf_counter() - start
+            best = best_cpu = float("inf")
+            for _ in range(3):  # best of 3: a busy machine only ever slows a call down
+                start, start_cpu = time.perf_counter(), time.process_time()
+                outputs[name] = model.generate(prompt, new_tokens, top_k=1, **kw)
+                best = min(best, time.perf_counter() - start)
+                best_cpu = min(best_cpu, time.process_time() - start_cpu)
+            timings[name] = best
+            per_token = 1000 * best_cpu / new_tokens
             print(
-                f"  context {max_len}, {name}: {new_tokens / timings[name]:,.0f} tokens/s (first call {first:.1f} s)",
+                f"  context {max_len}, {name}: {new_tokens / best:,.0f} tokens/s, {per_token:.2f} CPU-ms/token "
+                f"(first call {first:.1f} s)",
                 flush=True,
             )
             rows.append(
                 row(
-                    f"GPT generation, {name} ({desc})",
+                    f"GPT generation, {name} ({desc}, best of 3)",
                     profile,
-                    timings[name],
-                    f"{new_tokens / timings[name]:,.0f} tokens/s (first call incl. compile {first:.1f} s)",
+                    best,
+                    f"{new_tokens / best:,.0f} tokens/s, {per_token:.2f} CPU-ms/token "
+                    f"(first call incl. compile {first:.1f} s)",
                 )
             )
         reference = outputs["no cache, graph loop (growing window)"]
