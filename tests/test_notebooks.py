@@ -180,3 +180,51 @@ def test_a_sentence_of_why_before_every_code_cell(path):
         assert before is not None and before.cell_type == "markdown" and before.source.strip(), (
             f"cell {index} has no sentence before it:\n{cell.source[:200]}"
         )
+
+
+# "`aigc_tf/x.py` lines 31–75" or "(`aigc_tf/x.py`, lines 176–242)"; "(lines 197–265)" cites the last file named.
+CITATION = re.compile(r"(?:`(aigc_tf/[\w/]+\.py)`,?\s+)?lines (\d+)\s*[–-]\s*(\d+)")
+
+
+def cited_ranges(source: str) -> list[tuple[str, int, int]]:
+    cited, last = [], None
+    for match in CITATION.finditer(source):
+        last = match.group(1) or last
+        if last is not None:
+            cited.append((last, int(match.group(2)), int(match.group(3))))
+    return cited
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip())
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_cited_line_ranges_are_whole_definitions(path):
+    """A chapter that says "read lines A–B of file.py" must point at whole functions or classes:
+    line A opens a definition and line B ends one (the next line is blank or less indented)."""
+    nb = nbformat.read(path, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "markdown":
+            continue
+        for name, first, last in cited_ranges(cell.source):
+            lines = (ROOT / name).read_text().splitlines()
+            assert 1 <= first < last <= len(lines), f"{name} lines {first}-{last}: the file has {len(lines)}"
+            opening = lines[first - 1]
+            assert opening.lstrip().startswith(("def ", "class ", "@")), (
+                f"{name}:{first} is not a definition: {opening}"
+            )
+            after = lines[last] if last < len(lines) else ""
+            assert not after.strip() or _indent(after) <= _indent(opening), (
+                f"{name} lines {first}-{last} end inside a definition (line {last + 1}: {after!r})"
+            )
+
+
+def test_the_citation_check_reads_both_forms():
+    text = "see `aigc_tf/gan/losses.py` lines 31–75 and `GPT.call` (`aigc_tf/transformer.py`, lines 163–196), "
+    text += "its cache (lines 197–265)"
+    assert cited_ranges(text) == [
+        ("aigc_tf/gan/losses.py", 31, 75),
+        ("aigc_tf/transformer.py", 163, 196),
+        ("aigc_tf/transformer.py", 197, 265),
+    ]
