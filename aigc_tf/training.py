@@ -472,4 +472,37 @@ def fit_for_time(
     return log, seconds
 
 
-__all__ += ["fit_for_time", "fit_resumable"]
+def fit_variants(
+    recipe: Recipe,
+    variants: dict[Any, dict[str, Any]],
+    dataset,
+    purpose: str = "short",
+    *,
+    seed: int = 0,
+    run: str | None = None,
+    **fit_kwargs: Any,
+) -> dict[Any, Any]:
+    """Train one model per recipe variant, each from the same seed and for the same budget (an ablation).
+
+    Args:
+        recipe: the base recipe.
+        variants: name -> overrides for :meth:`Recipe.replace` (e.g. ``{1.0: {"model": {"beta": 1.0}}}``).
+        dataset, purpose: what to train on and which budget (see :func:`fit_for_time`).
+        seed: the same initial weights' seed for every variant, so only the override differs.
+        run: keep each run across a lost session as ``f"{run}-{name}"``.
+        **fit_kwargs: passed to :func:`fit_for_time` (``examples_per_epoch``, compile flags).
+
+    Returns:
+        name -> the trained model, in the order of ``variants``.
+    """
+    models = {}
+    for name, overrides in variants.items():
+        keras.utils.set_random_seed(seed)
+        models[name] = recipe.replace(**overrides).build_model(seed=seed)
+        if fit_kwargs.get("verbose", True):
+            print(f"{name}: ", end="")
+        fit_for_time(recipe, models[name], dataset, purpose, run=run and f"{run}-{name}", **fit_kwargs)
+    return models
+
+
+__all__ += ["fit_for_time", "fit_resumable", "fit_variants"]

@@ -63,7 +63,9 @@ def test_no_model_code_in_notebooks(path):
 
 
 TRAINING_CODE = re.compile(
-    r"GradientTape|apply_gradients|\.apply\(\s*grad|optimizer\.apply\(|^\s*for \w+ in .*(_ds|dataset)\b.*:", re.M
+    r"GradientTape|apply_gradients|\.apply\(\s*grad|optimizer\.apply\(|^\s*for \w+ in .*(_ds|dataset)\b.*:"
+    r"|^\s*for .*:\n(?:[ \t]+.*\n)*?[ \t]+.*(?:fit_for_time|\.fit)\(",  # a loop that trains models
+    re.M,
 )
 
 
@@ -228,3 +230,11 @@ def test_the_citation_check_reads_both_forms():
         ("aigc_tf/transformer.py", 163, 196),
         ("aigc_tf/transformer.py", 197, 265),
     ]
+
+
+def test_the_training_code_check_catches_a_loop_of_fits():
+    loop = "models = {}\nfor beta in (1, 4):\n    m = build(beta)\n    fit_for_time(recipe, m, ds)\n"
+    assert TRAINING_CODE.search(loop)
+    assert not TRAINING_CODE.search(
+        "models = fit_variants(recipe, variants, ds)\nfor b, m in models.items():\n    print(b)\n"
+    )

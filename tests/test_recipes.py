@@ -150,3 +150,25 @@ def test_ring_gan_settings_are_train_ring_gan_arguments():
     assert ring_gan_settings("smoke")["steps"] < ring_gan_settings("cpu")["steps"]
     with pytest.raises(ValueError, match="profile"):
         ring_gan_settings("tpu")
+
+
+def test_fit_variants_trains_each_override_from_the_same_seed(capsys):
+    import tensorflow as tf
+
+    from aigc_tf.training import fit_variants
+
+    recipe = get_recipe("vae", "smoke", model={"image_shape": (8, 8, 1), "filters": (4,), "dense_units": 8})
+    recipe = recipe.replace(budgets={"short": 1}, batch_size=8)
+    x = (np.random.default_rng(0).random((64, 8, 8, 1)) < 0.3).astype("float32")
+    data = tf.data.Dataset.from_tensor_slices(x).batch(8)
+    models = fit_variants(recipe, {b: {"model": {"beta": b}} for b in (0.5, 2.0)}, data, seed=3, jit_compile=False)
+    assert list(models) == [0.5, 2.0] and [m.beta for m in models.values()] == [0.5, 2.0]
+    assert all(int(m.optimizer.iterations) > 0 for m in models.values())
+    import keras
+
+    fresh = []
+    for b in (0.5, 2.0):  # what fit_variants starts each variant from
+        keras.utils.set_random_seed(3)
+        fresh.append(recipe.replace(model={"beta": b}).build_model(seed=3))
+    np.testing.assert_array_equal(fresh[0].weights[0].numpy(), fresh[1].weights[0].numpy())  # same start
+    assert "0.5: " in capsys.readouterr().out
