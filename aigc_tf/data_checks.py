@@ -19,7 +19,7 @@ import tensorflow as tf
 from aigc_tf.images import images_of
 from aigc_tf.validation import check_int
 
-__all__ = ["NONNEGATIVE_WARNING_AFTER", "CheckedFit", "checked_ids", "checked_pixels", "warn_unit_range"]
+__all__ = ["NONNEGATIVE_WARNING_AFTER", "CheckedFit", "checked_ids", "checked_pixels", "too_long", "warn_unit_range"]
 
 
 def _with_check(dataset: tf.data.Dataset, check) -> tf.data.Dataset:
@@ -99,6 +99,14 @@ def checked_pixels(dataset: tf.data.Dataset, value_range: tuple[float, float], n
     return _with_check(dataset, check)
 
 
+def too_long(name: str, length: int, max_length: int) -> str:
+    """The error for sequences of ``length`` tokens given to a model whose context is ``max_length``."""
+    return (
+        f"{name}: sequences of {length} tokens, but the model reads at most {max_length} (its context); "
+        "cut shorter windows."
+    )
+
+
 def checked_ids(
     dataset: tf.data.Dataset, vocab_size: int, name: str = "x", *, max_length: int | None = None
 ) -> tf.data.Dataset:
@@ -110,10 +118,7 @@ def checked_ids(
         length = dataset.element_spec
         length = (length[0] if isinstance(length, (tuple, list)) else length).shape
         if length.rank is not None and length.rank >= 2 and length[1] is not None and length[1] > max_length:
-            raise ValueError(
-                f"{name}: sequences of {length[1]} tokens, but the model reads at most {max_length} "
-                f"(its context); cut shorter windows."
-            )
+            raise ValueError(too_long(name, length[1], max_length))
 
     def check(index, element):
         parts = element if isinstance(element, (tuple, list)) else (element,)

@@ -37,7 +37,7 @@ import tensorflow as tf
 from keras import ops
 
 from aigc_tf import sampling
-from aigc_tf.data_checks import CheckedFit, checked_ids
+from aigc_tf.data_checks import CheckedFit, checked_ids, too_long
 from aigc_tf.streams import SavedRandomState, from_config_under_policy
 from aigc_tf.validation import check_bool, check_int, check_seed
 
@@ -104,11 +104,8 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
                 raise TypeError(f"{name} must hold integer token ids, got dtype {ids.dtype}.")
             if ids.ndim != 2:
                 raise ValueError(f"{name} must be token ids shaped (batch, time), got shape {ids.shape}.")
-            if self.context_length is not None and ids.ndim >= 2 and ids.shape[1] > self.context_length:
-                raise ValueError(
-                    f"{name}: sequences of {ids.shape[1]} tokens, but the model reads at most "
-                    f"{self.context_length} (its context); cut shorter windows."
-                )
+            if self.context_length is not None and ids.shape[1] > self.context_length:
+                raise ValueError(too_long(name, ids.shape[1], self.context_length))
             if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
                 raise ValueError(
                     f"{name}: token ids must lie in [0, {self.vocab_size}) (the vocabulary), "
