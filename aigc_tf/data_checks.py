@@ -19,7 +19,16 @@ import tensorflow as tf
 from aigc_tf.images import images_of
 from aigc_tf.validation import check_int
 
-__all__ = ["NONNEGATIVE_WARNING_AFTER", "CheckedFit", "checked_ids", "checked_pixels", "too_long", "warn_unit_range"]
+__all__ = [
+    "NONNEGATIVE_WARNING_AFTER",
+    "CheckedFit",
+    "check_label_spec",
+    "checked_ids",
+    "checked_labels",
+    "checked_pixels",
+    "too_long",
+    "warn_unit_range",
+]
 
 
 def _with_check(dataset: tf.data.Dataset, check) -> tf.data.Dataset:
@@ -97,6 +106,48 @@ def checked_pixels(dataset: tf.data.Dataset, value_range: tuple[float, float], n
         return tf.debugging.Assert(ok, [message, index, detail, lo, hi], summarize=4)
 
     return _with_check(dataset, check)
+
+
+def check_label_spec(dataset: tf.data.Dataset, num_classes: int, name: str = "x") -> None:
+    """Refuse a dataset whose labels are not one integer class id per image (one-hot, floats), from its spec.
+
+    Raises:
+        TypeError: for labels that are not integers.
+        ValueError: for labels with a trailing axis other than 1 (one-hot ones are named).
+    """
+    spec = dataset.element_spec
+    if not isinstance(spec, (tuple, list)) or len(spec) < 2:
+        return
+    labels = spec[1]
+    if not labels.dtype.is_integer:
+        raise TypeError(f"{name}: labels must be integer class ids, got dtype {labels.dtype.name}.")
+    if labels.shape.rank is not None and labels.shape.rank > 1 and labels.shape[-1] != 1:
+        hint = (
+            " They look one-hot: map them with tf.argmax(labels, axis=-1)." if labels.shape[-1] == num_classes else ""
+        )
+        raise ValueError(f"{name}: labels must be one class id per image, got batches shaped {labels.shape}.{hint}")
+
+
+def checked_labels(dataset: tf.data.Dataset, num_classes: int, name: str = "x") -> tf.data.Dataset:
+    """``dataset`` of ``(images, labels, ...)`` with every batch's labels checked to lie in ``[0, num_classes)``.
+
+    The check runs in ``tf.data``, outside the compiled step, so it holds under XLA too
+    (which drops graph assertions and would clamp an embedding lookup).
+
+    Raises (when the bad batch is read):
+        tf.errors.InvalidArgumentError: naming the range.
+    """
+    message = f"{name}: labels must lie in [0, {num_classes}) (num_classes); a batch holds one outside it."
+
+    def guard(images, labels, *rest):
+        checks = [
+            tf.debugging.assert_non_negative(labels, message=message),
+            tf.debugging.assert_less(labels, tf.cast(num_classes, labels.dtype), message=message),
+        ]
+        with tf.control_dependencies(checks):
+            return (images, tf.identity(labels), *rest)
+
+    return dataset.map(guard)
 
 
 def too_long(name: str, length: int, max_length: int) -> str:

@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from aigc_tf.data_checks import check_label_spec, checked_labels
 from aigc_tf.gan.clusters import cluster_purity, kmeans, nearest_centroid
 from aigc_tf.gan.dcgan import GAN, GANConfig
 from aigc_tf.images import check_image_dataset, images_of, materialise_images
@@ -61,17 +62,7 @@ class ConditionalGAN(GAN):
     # ---- training data, checked batch by batch (see aigc_tf.data_checks) -------------
 
     def checked_batches(self, dataset, name):
-        spec = dataset.element_spec
-        if isinstance(spec, (tuple, list)) and len(spec) >= 2:
-            labels = spec[1]
-            if not labels.dtype.is_integer:
-                raise TypeError(f"{name}: labels must be integer class ids, got dtype {labels.dtype.name}.")
-            if labels.shape.rank is not None and labels.shape.rank > 1 and labels.shape[-1] != 1:
-                one_hot = labels.shape[-1] == self.num_classes
-                hint = " They look one-hot: map them with tf.argmax(labels, axis=-1)." if one_hot else ""
-                raise ValueError(
-                    f"{name}: labels must be one class id per image, got batches shaped {labels.shape}.{hint}"
-                )
+        check_label_spec(dataset, self.num_classes, name)
         return super().checked_batches(dataset, name)
 
     def check_arrays(self, x, y):
@@ -137,17 +128,7 @@ class ConditionalGAN(GAN):
             self._checked_datasets,
             lambda element: check_labels(f"{name}: labels", np.asarray(element[1]).reshape(-1), num_classes),
         )
-        message = f"{name}: labels must lie in [0, {num_classes}) (num_classes); a batch holds one outside it."
-
-        def guard(images, labels, *rest):
-            checks = [
-                tf.debugging.assert_non_negative(labels, message=message),
-                tf.debugging.assert_less(labels, tf.cast(num_classes, labels.dtype), message=message),
-            ]
-            with tf.control_dependencies(checks):
-                return (images, tf.identity(labels), *rest)
-
-        return dataset.map(guard)
+        return checked_labels(dataset, num_classes, name)
 
 
 @keras.saving.register_keras_serializable(package="aigc_tf")
