@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from aigc_tf.recipes import KINDS
+from aigc_tf.recipes import CONDITIONAL, KINDS
 
 __all__ = ["main"]
 
@@ -254,7 +254,7 @@ def _sample(args: argparse.Namespace) -> int:
     from aigc_tf.plotting import tile_images
 
     labels = _labels(args.labels)
-    if labels is None and run["kind"] == "cgan":  # the classes in turn, one per grid cell
+    if labels is None and run["kind"] in CONDITIONAL:  # the classes in turn, one per grid cell
         labels = [i % model.num_classes for i in range(args.num_images)]
     images = model.generate(args.num_images, args.seed, labels=labels)
     grid = tile_images(to_unit_range(images), pad_value=1.0)

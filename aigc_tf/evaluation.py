@@ -1,7 +1,8 @@
 """Each chapter's metrics for a trained run, and a table of several runs.
 
-* GANs: classifier FID and KID, recognisable rate and classes present, for
-  samples against the test images (the shipped classifier of the dataset).
+* GANs and diffusion models: classifier FID and KID, recognisable rate and classes
+  present, for samples against the test images (the shipped classifier of the
+  dataset); conditional models also the share read as the requested class.
 * VAE: test ELBO and importance-weighted log-likelihood (nats, fixed binarization).
 * Language models: validation loss (nats per character), bits per character, perplexity.
 
@@ -15,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from aigc_tf.recipes import GANS, LANGUAGE_MODELS, get_recipe
+from aigc_tf.recipes import CONDITIONAL, DIFFUSION, GANS, LANGUAGE_MODELS, get_recipe
 
 __all__ = ["evaluate_model", "evaluate_run", "markdown_table"]
 
@@ -44,12 +45,13 @@ def evaluate_model(model, recipe, *, num_samples: int | None = None, seed: int =
         A flat dict of metric name → value.
     """
     n = num_samples or int(recipe.evaluation.get("num_samples", 10_000))
-    if recipe.kind in GANS:
-        from aigc_tf.metrics import evaluate_samples
+    if recipe.kind in GANS or recipe.kind in DIFFUSION:
+        from aigc_tf.metrics import classifier_outputs, evaluate_samples
 
         reference, reference_labels = _test_images(recipe)
-        labels = np.arange(n) % 10 if recipe.kind == "cgan" else None
-        samples = model.generate(n, seed, labels=labels)
+        labels = np.arange(n) % 10 if recipe.kind in CONDITIONAL else None
+        options = {"steps": int(recipe.evaluation["sampling_steps"])} if recipe.kind in DIFFUSION else {}
+        samples = model.generate(n, seed, labels=labels, **options)
         scores = evaluate_samples(samples, reference, recipe.dataset)
         result = {
             "classifier FID": scores["classifier_fid"],
@@ -62,6 +64,8 @@ def evaluate_model(model, recipe, *, num_samples: int | None = None, seed: int =
                 samples, reference, recipe.dataset, reference_labels=reference_labels, balanced=True
             )
             result["classifier FID, balanced reference"] = balanced["classifier_fid"]
+            _, probabilities = classifier_outputs(samples, recipe.dataset)
+            result["read as requested %"] = 100 * float(np.mean(probabilities.argmax(1) == labels))
         return result
     if recipe.kind == "vae":
         import tensorflow as tf

@@ -23,6 +23,7 @@ from aigc_tf.config import import_tensorflow
 
 import_tensorflow()  # first, so TensorFlow's start-up chatter stays quiet
 
+from aigc_tf.diffusion import DiffusionModel  # noqa: E402
 from aigc_tf.gan import DCGAN, GAN, ClusteredGAN, ConditionalGAN  # noqa: E402
 from aigc_tf.lm import LanguageModel  # noqa: E402
 from aigc_tf.rnn import CharRNN  # noqa: E402
@@ -66,6 +67,7 @@ __all__ = [
     "VAE",
     "CharRNN",
     "CharTokenizer",
+    "DiffusionModel",
     "ClusteredGAN",
     "ConditionalGAN",
     "LanguageModel",

@@ -166,8 +166,11 @@ def _plain(value: Any) -> Any:
 
 
 GANS = ("dcgan", "cgan", "clustered-gan")
+DIFFUSION = ("diffusion", "cdiffusion")
 LANGUAGE_MODELS = ("char-rnn", "gpt")
-KINDS: tuple[str, ...] = (*GANS, "vae", *LANGUAGE_MODELS)
+#: Image models trained with labels from the data.
+CONDITIONAL = ("cgan", "cdiffusion")
+KINDS: tuple[str, ...] = (*GANS, "vae", *DIFFUSION, *LANGUAGE_MODELS)
 
 
 def model_class(kind: str):
@@ -181,6 +184,10 @@ def model_class(kind: str):
         from aigc_tf.vae import VAE
 
         return VAE
+    if kind in DIFFUSION:
+        from aigc_tf.diffusion import DiffusionModel
+
+        return DiffusionModel
     if kind == "char-rnn":
         from aigc_tf.rnn import CharRNN
 
@@ -264,6 +271,45 @@ _VAE = {
         budgets=dict(main=15 * 60, short=3 * 60, benchmark=5 * 60),
         evaluation=dict(num_samples=10_000, num_importance_samples=5000, test_split="test", num_quick=1000),
         benchmark=dict(throughput_steps=400, rounds=5, num_importance_samples=5000),
+    ),
+}
+
+# Diffusion on MNIST in [-1, 1]: a U-Net of 16-32-64 channels (attention at 7x7) on a CPU,
+# the linear 1,000-step schedule, Adam 1e-3 with a cosine over the budget, XLA, 10 steps
+# per compiled call; samples from the weights' moving average with DDIM.
+_DIFFUSION = {
+    "common": dict(
+        dataset="mnist",
+        optimizer=dict(name="adam", learning_rate=1e-3),
+        schedule=dict(peak_lr=1e-3, final_fraction=0.05),
+        compile=dict(jit_compile=True, steps_per_execution=10),
+    ),
+    "smoke": dict(
+        model=dict(base_filters=8, channel_mults=(1, 2), attention=False, ema_decay=0.99),
+        batch_size=32,
+        train_split="train[:1024]",
+        steps_per_epoch=10,
+        budgets=dict(main=6, short=3, benchmark=20),
+        evaluation=dict(num_samples=200, sampling_steps=10, test_split="test[:1000]", grid_every=1),
+        benchmark=dict(throughput_steps=20, rounds=2, step_counts=(5, 10), num_timed=50),
+    ),
+    "cpu": dict(
+        model=dict(base_filters=16, channel_mults=(1, 2, 4), attention=True, ema_decay=0.999),
+        batch_size=64,
+        steps_per_epoch=200,
+        budgets=dict(main=300, short=120, benchmark=10 * 60),
+        evaluation=dict(num_samples=10_000, sampling_steps=20, test_split="test", grid_every=2),
+        benchmark=dict(throughput_steps=50, rounds=3, step_counts=(10, 20, 50, 100), num_timed=500),
+    ),
+    "gpu": dict(
+        model=dict(base_filters=64, channel_mults=(1, 2, 2), num_res_blocks=2, attention=True, ema_decay=0.9995),
+        optimizer=dict(name="adam", learning_rate=2e-4),
+        schedule=dict(peak_lr=2e-4, final_fraction=0.1),
+        batch_size=128,
+        steps_per_epoch=500,
+        budgets=dict(main=20 * 60, short=5 * 60, benchmark=30 * 60),
+        evaluation=dict(num_samples=10_000, sampling_steps=50, test_split="test", grid_every=2),
+        benchmark=dict(throughput_steps=200, rounds=3, step_counts=(10, 20, 50, 100), num_timed=1000),
     ),
 }
 
@@ -358,6 +404,8 @@ _TABLE: dict[str, dict[str, dict[str, Any]]] = {
     "cgan": {**_GAN, "common": {**_GAN["common"], "extra_model": dict(num_classes=10)}},
     "clustered-gan": {**_GAN, "common": {**_GAN["common"], "extra_model": dict(num_clusters=50)}},
     "vae": _VAE,
+    "diffusion": _DIFFUSION,
+    "cdiffusion": {**_DIFFUSION, "common": {**_DIFFUSION["common"], "extra_model": dict(num_classes=10)}},
     "char-rnn": _RNN,
     "gpt": _GPT,
 }
@@ -367,7 +415,8 @@ def get_recipe(kind: str, profile: str | None = None, **overrides: Any) -> Recip
     """The recipe of ``kind`` at ``profile`` (default: the active profile), with ``overrides``.
 
     Args:
-        kind: one of :data:`KINDS` (``dcgan``, ``cgan``, ``clustered-gan``, ``vae``, ``char-rnn``, ``gpt``).
+        kind: one of :data:`KINDS` (``dcgan``, ``cgan``, ``clustered-gan``, ``vae``, ``diffusion``,
+            ``cdiffusion``, ``char-rnn``, ``gpt``).
         profile: ``smoke``, ``cpu`` or ``gpu``; default ``$AIGC_PROFILE`` or by hardware.
         **overrides: fields to change; mappings (``model=``, ``budgets=`` …) are merged.
 

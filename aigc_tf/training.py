@@ -22,7 +22,7 @@ import numpy as np
 
 from aigc_tf.callbacks import TimeBudget, training_optimizers
 from aigc_tf.config import max_steps, runs_dir
-from aigc_tf.recipes import GANS, LANGUAGE_MODELS, Recipe
+from aigc_tf.recipes import CONDITIONAL, GANS, LANGUAGE_MODELS, Recipe
 from aigc_tf.streams import random_variables
 from aigc_tf.validation import check_int, check_optional_int
 
@@ -127,7 +127,7 @@ def training_dataset(recipe: Recipe, model, *, seed: int = 0, start: int = 0, te
             u = tf.random.stateless_uniform(tf.shape(x), seed=tf.stack([tf.cast(seed, tf.int64) + 1, b]))
             return tf.cast(u < x, tf.float32)
         x = x * (high - low) + low
-        return (x, tf.gather(labels, idx)) if recipe.kind == "cgan" else x
+        return (x, tf.gather(labels, idx)) if recipe.kind in CONDITIONAL else x
 
     return _position_stream(len(images), recipe.batch_size, seed, start, batch)
 
@@ -328,6 +328,8 @@ def describe_kind(kind: str) -> str:
         "cgan": "conditional GAN on MNIST (digit labels)",
         "clustered-gan": "GAN conditioned on k-means clusters of MNIST (no labels)",
         "vae": "convolutional VAE on binarized MNIST",
+        "diffusion": "diffusion model (U-Net, DDPM/DDIM) on MNIST",
+        "cdiffusion": "diffusion model with classifier-free guidance on MNIST (digit labels)",
         "char-rnn": "character LSTM on tiny Shakespeare",
         "gpt": "character GPT on tiny Shakespeare",
     }[kind]

@@ -39,8 +39,12 @@ def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
 
 
 def _groups(channels: int) -> int:
-    """GroupNorm's group count: 8 where it divides the channels, else the largest divisor below."""
-    return next(g for g in (8, 4, 2, 1) if channels % g == 0)
+    """GroupNorm's group count: the largest of 8, 4, 2 that divides the channels leaving >= 2 per group, else 1.
+
+    One channel per group would subtract each channel's spatial mean, and with it the
+    embedding that ResBlock adds as a per-channel constant (t and y would be ignored).
+    """
+    return next((g for g in (8, 4, 2) if channels % g == 0 and channels // g >= 2), 1)
 
 
 @keras.saving.register_keras_serializable(package="aigc_tf")
