@@ -14,7 +14,7 @@ import numpy as np
 
 from aigc_tf.config import max_steps
 from aigc_tf.images import to_unit_range
-from aigc_tf.plotting import tile_images
+from aigc_tf.plotting import tile_images, write_gif
 from aigc_tf.validation import check_float, check_int, check_optional_int, check_writable_file
 
 
@@ -87,16 +87,9 @@ class SampleGridCallback(keras.callbacks.Callback):
 
     def save_gif(self, path: str | Path) -> Path:
         """Write the recorded frames as a looping GIF and return its path."""
-        import imageio.v3 as iio
-
         if not self.frames:
             raise ValueError("no frames recorded yet: call fit() first.")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Upscale 2x (nearest) so 28-pixel digits stay readable in a browser.
-        frames = [np.kron(f, np.ones((2, 2) + (1,) * (f.ndim - 2), np.uint8)) for f in self.frames]
-        iio.imwrite(path, np.stack(frames), duration=int(self.frame_duration * 1000), loop=0)
-        return path
+        return write_gif(self.frames, path, frame_duration=self.frame_duration)
 
 
 def training_optimizers(model: keras.Model) -> list:

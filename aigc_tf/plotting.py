@@ -41,6 +41,33 @@ def tile_images(images: Any, ncols: int | None = None, pad: int = 1, pad_value: 
     return grid
 
 
+def write_gif(frames: Sequence[np.ndarray], path, *, frame_duration: float = 0.5, scale: int = 2):
+    """Write image grids (uint8, or floats in [0, 1]) as a looping GIF, each pixel ``scale`` x ``scale``.
+
+    Args:
+        frames: grids of one shape, ``(h, w)`` or ``(h, w, 3)`` (e.g. from :func:`tile_images`).
+        path: the ``.gif`` to write (its folder is created).
+        frame_duration: seconds per frame.
+        scale: nearest-neighbour upscaling, so 28-pixel digits stay readable in a browser.
+
+    Returns:
+        The path written, as a ``Path``.
+    """
+    from pathlib import Path
+
+    import imageio.v3 as iio
+
+    if not len(frames):
+        raise ValueError("frames is empty: no frame to write.")
+    scale = check_int("scale", scale, minimum=1)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    as_uint8 = [f if f.dtype == np.uint8 else np.round(np.clip(f, 0, 1) * 255).astype(np.uint8) for f in frames]
+    big = [np.kron(f, np.ones((scale, scale) + (1,) * (f.ndim - 2), np.uint8)) for f in as_uint8]
+    iio.imwrite(path, np.stack(big), duration=int(frame_duration * 1000), loop=0)
+    return path
+
+
 def image_grid(
     images: Any,
     ncols: int | None = None,

@@ -290,7 +290,14 @@ _DIFFUSION = {
         train_split="train[:1024]",
         steps_per_epoch=10,
         budgets=dict(main=6, short=3, benchmark=20),
-        evaluation=dict(num_samples=200, sampling_steps=10, test_split="test[:1000]", grid_every=1),
+        evaluation=dict(
+            num_samples=200,
+            sampling_steps=10,
+            test_split="test[:1000]",
+            grid_every=1,
+            notebook_samples=20,
+            guidance_samples=20,
+        ),
         benchmark=dict(throughput_steps=20, rounds=2, step_counts=(5, 10), num_timed=50),
     ),
     "cpu": dict(
@@ -298,7 +305,14 @@ _DIFFUSION = {
         batch_size=64,
         steps_per_epoch=200,
         budgets=dict(main=300, short=120, benchmark=10 * 60),
-        evaluation=dict(num_samples=10_000, sampling_steps=20, test_split="test", grid_every=2),
+        evaluation=dict(
+            num_samples=10_000,
+            sampling_steps=20,
+            test_split="test",
+            grid_every=2,
+            notebook_samples=200,
+            guidance_samples=500,
+        ),
         benchmark=dict(throughput_steps=50, rounds=3, step_counts=(10, 20, 50, 100), num_timed=500),
     ),
     "gpu": dict(
@@ -308,7 +322,14 @@ _DIFFUSION = {
         batch_size=128,
         steps_per_epoch=500,
         budgets=dict(main=20 * 60, short=5 * 60, benchmark=30 * 60),
-        evaluation=dict(num_samples=10_000, sampling_steps=50, test_split="test", grid_every=2),
+        evaluation=dict(
+            num_samples=10_000,
+            sampling_steps=50,
+            test_split="test",
+            grid_every=2,
+            notebook_samples=1000,
+            guidance_samples=2000,
+        ),
         benchmark=dict(throughput_steps=200, rounds=3, step_counts=(10, 20, 50, 100), num_timed=1000),
     ),
 }

@@ -207,6 +207,7 @@ class DiffusionSampling:
         verbose: bool = False,
         average: bool = True,
         batch_size: int = 500,
+        trajectory: list | None = None,
     ) -> Images:
         """Sample ``num_images`` images by running the reverse process from x_T ~ N(0, I).
 
@@ -228,6 +229,8 @@ class DiffusionSampling:
             verbose: show a progress bar.
             average: use the moving average of the weights (when ``ema_decay > 0``).
             batch_size: images denoised together.
+            trajectory: a list to append ``(t, x_t, x0_hat)`` to after every step (the
+                first batch's images), e.g. for an animation of the reverse process.
 
         Returns:
             ``(num_images, H, W, C)`` float32 :class:`~aigc_tf.images.Images` in ``value_range``.
@@ -244,7 +247,9 @@ class DiffusionSampling:
             for start in range(0, num_images, batch_size)
         ]
         x_T = np.concatenate(noise).astype(np.float32)
-        return self._reverse(x_T, labels, settings, seed, check_bool("verbose", verbose), average, batch_size)
+        return self._reverse(
+            x_T, labels, settings, seed, check_bool("verbose", verbose), average, batch_size, trajectory
+        )
 
     def generate_from_noise(
         self,
@@ -261,6 +266,7 @@ class DiffusionSampling:
         verbose: bool = False,
         average: bool = True,
         batch_size: int = 500,
+        trajectory: list | None = None,
     ) -> Images:
         """Run the reverse process from given x_T (e.g. :meth:`ddim_invert`'s, or an interpolation path).
 
@@ -277,7 +283,9 @@ class DiffusionSampling:
         labels = self._sampling_labels(labels, len(x_T), settings["guidance"])
         batch_size = check_int("batch_size", batch_size, minimum=1)
         seed = self._resolve_seed(seed)
-        return self._reverse(x_T, labels, settings, seed, check_bool("verbose", verbose), average, batch_size)
+        return self._reverse(
+            x_T, labels, settings, seed, check_bool("verbose", verbose), average, batch_size, trajectory
+        )
 
     def ddim_invert(
         self,
@@ -360,7 +368,9 @@ class DiffusionSampling:
 
     # ---- the loop ----------------------------------------------------------------------
 
-    def _reverse(self, x_T, labels, settings, seed, verbose, average, batch_size) -> Images:
+    def _reverse(self, x_T, labels, settings, seed, verbose, average, batch_size, trajectory=None) -> Images:
+        if trajectory is not None and not isinstance(trajectory, list):
+            raise TypeError(f"trajectory must be a list (or None), got {type(trajectory).__name__}.")
         times = settings["times"]
         progress = keras.utils.Progbar(len(times) * -(-len(x_T) // batch_size)) if verbose else None
         out = []
@@ -370,6 +380,7 @@ class DiffusionSampling:
             y = None if labels is None else labels[start : start + batch_size]
             for i in reversed(range(len(times))):
                 t = int(times[i])
+                x_in = x
                 eps = self._epsilon(x, t, y, settings, average)
                 if settings["sampler"] == "ddpm":
                     noise = rng.standard_normal(x.shape).astype(np.float32) if t > 0 else np.zeros_like(x)
@@ -380,6 +391,8 @@ class DiffusionSampling:
                     x = ddim_step(
                         x, eps, self.schedule.alpha_bars[t], abar_prev, settings["eta"], noise, settings["clip_range"]
                     )
+                if trajectory is not None and start == 0:
+                    trajectory.append((t, x_in, predicted_x0(x_in, eps, self.schedule.alpha_bars[t])))
                 if progress is not None:
                     progress.add(1)
             out.append(x)
