@@ -19,7 +19,7 @@ from aigc_tf.training import load_checkpoint, random_state
 
 ROOT = Path(__file__).resolve().parents[1]
 #: kind -> (steps, checkpoint every): multiples of the smoke recipe's steps_per_execution.
-FAMILIES = {"dcgan": (60, 10), "vae": (60, 10), "char-rnn": (60, 10), "gpt": (150, 50)}
+FAMILIES = {"dcgan": (60, 10), "vae": (60, 10), "diffusion": (60, 10), "char-rnn": (60, 10), "gpt": (150, 50)}
 
 
 def cli(*args: str) -> subprocess.Popen:
@@ -136,7 +136,7 @@ def test_resume_refuses_a_run_of_another_kind(tmp_path, capsys):
     assert "already holds a run; pass --resume" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("kind", ["dcgan", "cgan", "clustered-gan", "char-rnn", "gpt"])
+@pytest.mark.parametrize("kind", ["dcgan", "cgan", "clustered-gan", "cdiffusion", "char-rnn", "gpt"])
 def test_every_kind_trains_samples_and_evaluates(tmp_path, capsys, kind):
     run = tmp_path / kind
     steps = "50" if kind == "gpt" else "10"  # a multiple of the recipe's steps per compiled call

@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from aigc_tf.recipes import GANS, KINDS, LANGUAGE_MODELS, get_recipe
+from aigc_tf.recipes import CONDITIONAL, GANS, KINDS, LANGUAGE_MODELS, get_recipe
 from aigc_tf.training import text_data, train_recipe, training_dataset
 
 
@@ -37,7 +37,7 @@ def test_every_recipe_trains_and_samples_at_the_gpu_profile(kind, monkeypatch):
         assert isinstance(out, str) and len(out) == len("ROMEO:") + 8
         assert getattr(model, "max_len", None) == recipe.model.get("max_len")  # GPT: the gpu context, 256
     else:
-        labels = 3 if kind == "cgan" else None
+        labels = 3 if kind in CONDITIONAL else None
         images = model.generate(4, seed=0, labels=labels)
         assert images.shape == (4, 28, 28, 1) and np.isfinite(images).all()
         low, high = model.value_range
