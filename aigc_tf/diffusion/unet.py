@@ -6,8 +6,11 @@ Top to bottom, as in Ho et al. (2020), sized for MNIST on a CPU:
     x_t -> conv -> [ResBlock x n -> down] per level -> ResBlock, (attention), ResBlock
         -> [concat skip -> ResBlock x n -> up] per level, reversed -> GroupNorm, swish, conv -> eps
 
-Every ResBlock adds the embedding after its first convolution, so each layer knows
-how noisy its input is (and, when conditional, which class to make). The class
+Every ResBlock scales and shifts its normalised features by the embedding
+("scale-shift norm", Dhariwal & Nichol, 2021), so each layer knows how noisy its
+input is (and, when conditional, which class to make): added *before* a GroupNorm,
+as in the first DDPM, a per-channel constant would be mostly removed again by the
+normalisation, and conditioning is weak in a narrow network. The class
 embedding has ``num_classes + 1`` rows: the last is the learned "no label" token of
 classifier-free guidance (Ho & Salimans, 2022).
 """
@@ -41,15 +44,17 @@ def timestep_embedding(t, dim: int, max_period: float = 10_000.0):
 def _groups(channels: int) -> int:
     """GroupNorm's group count: the largest of 8, 4, 2 that divides the channels leaving >= 2 per group, else 1.
 
-    One channel per group would subtract each channel's spatial mean, and with it the
-    embedding that ResBlock adds as a per-channel constant (t and y would be ignored).
+    One channel per group would be instance normalisation, which removes every
+    channel's spatial mean, the per-image brightness a denoiser needs.
     """
     return next((g for g in (8, 4, 2) if channels % g == 0 and channels // g >= 2), 1)
 
 
 @keras.saving.register_keras_serializable(package="aigc_tf")
 class ResBlock(layers.Layer):
-    """GroupNorm, swish, conv; + Dense(embedding); GroupNorm, swish, dropout, conv; + skip.
+    """GroupNorm, swish, conv; GroupNorm scaled and shifted by Dense(embedding); swish, dropout, conv; + skip.
+
+    ``h = conv2(swish(GN(h) * (1 + scale) + shift))`` with ``(scale, shift)`` from the embedding.
 
     Args:
         filters: output channels.
@@ -68,7 +73,7 @@ class ResBlock(layers.Layer):
         self.dropout_rate = check_rate("dropout", dropout)
         self.norm1 = layers.GroupNormalization(_groups(self.filters), name="norm1")
         self.conv1 = layers.Conv2D(self.filters, 3, padding="same", name="conv1")
-        self.embed = layers.Dense(self.filters, name="embed")
+        self.embed = layers.Dense(2 * self.filters, name="embed")  # scale and shift per channel
         self.norm2 = layers.GroupNormalization(_groups(self.filters), name="norm2")
         self.dropout = layers.Dropout(self.dropout_rate)
         # Zero-initialised: each block starts as the identity, which keeps the deep net trainable.
@@ -90,8 +95,9 @@ class ResBlock(layers.Layer):
     def call(self, inputs, training: bool = False):
         x, embedding = inputs
         h = self.conv1(ops.silu(self.norm1(x)))
-        h = h + self.embed(embedding)[:, None, None, :]
-        h = self.conv2(self.dropout(ops.silu(self.norm2(h)), training=training))
+        e = self.embed(embedding)
+        h = self.norm2(h) * (1.0 + e[:, None, None, : self.filters]) + e[:, None, None, self.filters :]
+        h = self.conv2(self.dropout(ops.silu(h), training=training))
         return h + (x if self.skip is None else self.skip(x))
 
     def get_config(self) -> dict[str, Any]:
