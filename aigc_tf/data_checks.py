@@ -22,6 +22,7 @@ from aigc_tf.validation import check_int
 __all__ = [
     "NONNEGATIVE_WARNING_AFTER",
     "CheckedFit",
+    "batch_labels",
     "check_label_spec",
     "checked_ids",
     "checked_labels",
@@ -148,6 +149,31 @@ def checked_labels(dataset: tf.data.Dataset, num_classes: int, name: str = "x") 
             return (images, tf.identity(labels), *rest)
 
     return dataset.map(guard)
+
+
+def batch_labels(data, num_classes: int, owner: str):
+    """The labels of a training batch ``(images, labels, ...)``, checked in the graph to lie in [0, num_classes).
+
+    A label outside the range fails the step with an ``InvalidArgumentError``, except
+    under XLA, which drops graph assertions: :func:`checked_labels` guards a dataset in
+    its input pipeline, outside the compiled step.
+
+    Raises:
+        ValueError: if the batch holds images only (``owner`` names the model).
+    """
+    if not isinstance(data, (tuple, list)) or len(data) < 2:
+        raise ValueError(
+            f"{owner} needs labels: train on (images, labels) batches "
+            "(fit(images, labels) or a dataset of pairs); got images only."
+        )
+    labels = tf.reshape(tf.cast(data[1], tf.int32), (-1,))
+    message = f"labels must lie in [0, {num_classes}) (num_classes); a batch holds one outside it."
+    checks = [
+        tf.debugging.assert_non_negative(labels, message=message),
+        tf.debugging.assert_less(labels, num_classes, message=message),
+    ]
+    with tf.control_dependencies(checks):
+        return tf.identity(labels)
 
 
 def too_long(name: str, length: int, max_length: int) -> str:

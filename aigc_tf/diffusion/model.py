@@ -11,7 +11,14 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from aigc_tf.data_checks import CheckedFit, check_label_spec, checked_labels, checked_pixels, warn_unit_range
+from aigc_tf.data_checks import (
+    CheckedFit,
+    batch_labels,
+    check_label_spec,
+    checked_labels,
+    checked_pixels,
+    warn_unit_range,
+)
 from aigc_tf.diffusion.sampling import DiffusionSampling
 from aigc_tf.diffusion.schedule import NoiseSchedule
 from aigc_tf.diffusion.unet import UNet
@@ -205,16 +212,7 @@ class DiffusionModel(SavedRandomState, CheckedFit, DiffusionSampling, keras.Mode
         images = ops.cast(checked_images(images_of(data), self.image_shape), "float32")
         if self.num_classes is None:
             return images, None
-        if not isinstance(data, (tuple, list)) or len(data) < 2:
-            raise ValueError(self._needs_labels_message())
-        labels = ops.reshape(ops.cast(data[1], "int32"), (-1,))
-        message = f"labels must lie in [0, {self.num_classes}) (num_classes); a batch holds one outside it."
-        checks = [
-            tf.debugging.assert_non_negative(labels, message=message),
-            tf.debugging.assert_less(labels, self.num_classes, message=message),
-        ]
-        with tf.control_dependencies(checks):
-            return images, tf.identity(labels)
+        return images, batch_labels(data, self.num_classes, f"{type(self).__name__}(num_classes={self.num_classes})")
 
     def per_example_losses(self, x0, labels=None, *, seed_generator=None, training: bool = False, rows=None):
         """The eps MSE of each image at a random step (and, if training, with label dropout).

@@ -98,9 +98,15 @@ def ddim_step(
         alpha_bar, alpha_bar_prev: abar_t and abar_s.
         eta: 0 (deterministic) … 1 (DDPM's variance when s = t - 1).
         noise: standard normal, needed when ``eta > 0``.
-        clip_range: clip x0_hat to this range (``None``: no clipping).
+        clip_range: clip x0_hat to this range and use the noise it implies,
+            (x_t - sqrt(abar_t) x0_hat) / sqrt(1 - abar_t) (``None``: no clipping).
     """
-    x0 = _clipped(predicted_x0(x_t, eps, alpha_bar), clip_range)
+    x0 = predicted_x0(x_t, eps, alpha_bar)
+    if clip_range is not None and alpha_bar < 1.0:
+        # The noise that the *clipped* x0_hat implies: the step stays on the line between
+        # the two, instead of pairing a clipped image with the unclipped noise.
+        x0 = np.clip(x0, *clip_range)
+        eps = ((x_t - np.sqrt(alpha_bar) * x0) / np.sqrt(1.0 - alpha_bar)).astype(np.float32)
     sigma = 0.0
     if eta > 0:
         sigma = eta * np.sqrt((1.0 - alpha_bar_prev) / (1.0 - alpha_bar) * (1.0 - alpha_bar / alpha_bar_prev))

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from aigc_tf.data_checks import check_label_spec, checked_labels
+from aigc_tf.data_checks import batch_labels, check_label_spec, checked_labels
 from aigc_tf.gan.clusters import cluster_purity, kmeans, nearest_centroid
 from aigc_tf.gan.dcgan import GAN, GANConfig
 from aigc_tf.images import check_image_dataset, images_of, materialise_images
@@ -79,19 +79,7 @@ class ConditionalGAN(GAN):
         (and would clamp the embedding lookup): :meth:`check_dataset` guards a
         dataset in its input pipeline, outside the compiled step.
         """
-        if not isinstance(data, (tuple, list)) or len(data) < 2:
-            raise ValueError(
-                f"{type(self).__name__} needs labels: train on (images, labels) batches "
-                "(fit(images, labels) or a dataset of pairs); got images only."
-            )
-        labels = ops.reshape(ops.cast(data[1], "int32"), (-1,))
-        message = f"labels must lie in [0, {self.num_classes}) (num_classes); a batch holds one outside it."
-        checks = [
-            tf.debugging.assert_non_negative(labels, message=message),
-            tf.debugging.assert_less(labels, self.num_classes, message=message),
-        ]
-        with tf.control_dependencies(checks):
-            return tf.identity(labels)
+        return batch_labels(data, self.num_classes, type(self).__name__)
 
     def sample_labels(self, num_images: int, seed: int | None = None) -> np.ndarray:
         """A conditional GAN draws no labels of its own: ``generate`` needs them given."""
