@@ -607,3 +607,25 @@ def test_timesteps_are_evenly_spaced_from_zero_to_the_last_step(T):
         assert np.all(gaps > 0)
         assert gaps.max() - gaps.min() <= 1  # even, up to the rounding
         np.testing.assert_allclose(times, np.linspace(0, T - 1, steps), atol=0.5)
+
+
+def test_ddim_clipping_uses_the_noise_the_clipped_x0_implies():
+    """With clipping, a DDIM step is the one the clipped x0_hat and *its* noise make (no class reversal
+    under strong guidance); where nothing is clipped it is the plain step."""
+    from aigc_tf.diffusion import ddim_step, predicted_x0
+
+    rng = np.random.default_rng(0)
+    x_t = rng.standard_normal((64, 4, 4, 1)).astype(np.float32)
+    eps = (3 * rng.standard_normal(x_t.shape)).astype(np.float32)  # far from x_t: x0_hat leaves [-1, 1]
+    a_t, a_s = 0.05, 0.3
+    x0 = predicted_x0(x_t, eps, a_t)
+    assert np.abs(x0).max() > 1
+    stepped = ddim_step(x_t, eps, a_t, a_s, clip_range=(-1.0, 1.0))
+    x0_clipped = np.clip(x0, -1, 1)
+    implied = (x_t - np.sqrt(a_t) * x0_clipped) / np.sqrt(1 - a_t)
+    np.testing.assert_allclose(stepped, np.sqrt(a_s) * x0_clipped + np.sqrt(1 - a_s) * implied, atol=1e-5)
+    # The step keeps the x0_hat it clipped: x0_hat of the new point, with the implied noise, is the clipped one.
+    np.testing.assert_allclose(predicted_x0(stepped, implied, a_s), x0_clipped, atol=1e-4)
+    small = (0.1 * eps).astype(np.float32)
+    inside = ddim_step(x_t * 0.1, small * 0.1, 0.9, 0.95, clip_range=(-1.0, 1.0))
+    np.testing.assert_allclose(inside, ddim_step(x_t * 0.1, small * 0.1, 0.9, 0.95), atol=1e-6)
