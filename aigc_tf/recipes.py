@@ -274,9 +274,17 @@ _VAE = {
     ),
 }
 
+
 # Diffusion on MNIST in [-1, 1]: a U-Net of 16-32-64 channels (attention at 7x7) on a CPU,
 # the linear 1,000-step schedule, Adam 1e-3 with a cosine over the budget, XLA, 10 steps
 # per compiled call; samples from the weights' moving average with DDIM.
+def _diffusion_evaluation(num_samples: int, steps: int, split: str, *, notebook: int, guidance: int) -> dict:
+    """Sample counts: scored (``num_samples``), per point of notebook 05's sweeps, per guidance weight."""
+    grid_every = 1 if num_samples < 1000 else 2
+    return dict(num_samples=num_samples, sampling_steps=steps, test_split=split, grid_every=grid_every,
+                notebook_samples=notebook, guidance_samples=guidance)  # fmt: skip
+
+
 _DIFFUSION = {
     "common": dict(
         dataset="mnist",
@@ -290,14 +298,7 @@ _DIFFUSION = {
         train_split="train[:1024]",
         steps_per_epoch=10,
         budgets=dict(main=6, short=3, benchmark=20),
-        evaluation=dict(
-            num_samples=200,
-            sampling_steps=10,
-            test_split="test[:1000]",
-            grid_every=1,
-            notebook_samples=20,
-            guidance_samples=20,
-        ),
+        evaluation=_diffusion_evaluation(200, 10, "test[:1000]", notebook=20, guidance=20),
         benchmark=dict(throughput_steps=20, rounds=2, step_counts=(5, 10), num_timed=50),
     ),
     "cpu": dict(
@@ -305,14 +306,7 @@ _DIFFUSION = {
         batch_size=64,
         steps_per_epoch=200,
         budgets=dict(main=300, short=120, benchmark=10 * 60),
-        evaluation=dict(
-            num_samples=10_000,
-            sampling_steps=20,
-            test_split="test",
-            grid_every=2,
-            notebook_samples=200,
-            guidance_samples=500,
-        ),
+        evaluation=_diffusion_evaluation(10_000, 20, "test", notebook=200, guidance=500),
         benchmark=dict(throughput_steps=50, rounds=3, step_counts=(10, 20, 50, 100), num_timed=500),
     ),
     "gpu": dict(
@@ -322,14 +316,7 @@ _DIFFUSION = {
         batch_size=128,
         steps_per_epoch=500,
         budgets=dict(main=20 * 60, short=5 * 60, benchmark=30 * 60),
-        evaluation=dict(
-            num_samples=10_000,
-            sampling_steps=50,
-            test_split="test",
-            grid_every=2,
-            notebook_samples=1000,
-            guidance_samples=2000,
-        ),
+        evaluation=_diffusion_evaluation(10_000, 50, "test", notebook=1000, guidance=2000),
         benchmark=dict(throughput_steps=200, rounds=3, step_counts=(10, 20, 50, 100), num_timed=1000),
     ),
 }
