@@ -54,8 +54,8 @@ def set_seed(seed: int, deterministic: bool = True) -> None:
 # TensorFlow nor TFDS: `python -m aigc_tf.doctor` must run when they cannot be imported.
 # `import aigc_tf.models` registers every model class with Keras (for `keras.models.load_model`).
 _SUBMODULES = frozenset(
-    "autoregressive callbacks cli config data diffusion doctor ema evaluation gan images lm metrics models plotting "
-    "recipes rnn sampling text training transformer transformer_layers vae validation".split()
+    "autoregressive bpe callbacks cli config data diffusion doctor ema evaluation gan images lm metrics models "
+    "plotting pretrained recipes rnn sampling text training transformer transformer_layers vae validation".split()
 )
 
 

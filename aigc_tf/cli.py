@@ -50,7 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("kind", help="; ".join(f"{k}: {describe_kind(k)}" for k in KINDS))
     train.add_argument("--out", required=True, type=Path, help="the run folder (created)")
     train.add_argument("--profile", choices=("smoke", "cpu", "gpu"), help="default: $AIGC_PROFILE or by hardware")
-    train.add_argument("--recipe", help="recipe overrides: a JSON file or inline JSON, e.g. '{\"batch_size\": 32}'")
+    train.add_argument(
+        "--recipe",
+        help="a named variant (gpt: pretrain), or overrides: a JSON file or inline JSON, e.g. '{\"batch_size\": 32}'",
+    )
     train.add_argument("--seed", type=int, default=0, help="model, noise and data-order seed (default 0)")
     train.add_argument("--dataset", help="train on another dataset of the same modality (e.g. fashion_mnist)")
     train.add_argument("--steps", type=int, help="a step budget (default: the recipe's time budget)")
@@ -80,9 +83,13 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _overrides(text: str | None) -> dict[str, Any]:
+def _overrides(text: str | None, kind: str, profile: str | None) -> dict[str, Any]:
     if not text:
         return {}
+    from aigc_tf.recipes import recipe_variants, variant_overrides
+
+    if text in recipe_variants(kind):  # a named variant: `--recipe pretrain`
+        return variant_overrides(kind, text, profile)
     source = Path(text)
     try:
         raw = source.read_text() if source.suffix == ".json" or source.exists() else text
@@ -146,7 +153,7 @@ def _train(args: argparse.Namespace) -> int:
         recipe = get_recipe(run["kind"], run["profile"], **run["overrides"])
         steps, seconds, seed = run["steps"], run["seconds"], run["seed"]
     else:
-        overrides = _overrides(args.recipe)
+        overrides = _overrides(args.recipe, args.kind, args.profile)
         if args.dataset:
             overrides["dataset"] = args.dataset
         try:
@@ -180,7 +187,10 @@ def _train(args: argparse.Namespace) -> int:
 
     from aigc_tf import set_seed, training
 
-    set_seed(seed)  # Python, NumPy, TensorFlow and Keras, with deterministic kernels
+    # Python, NumPy, TensorFlow and Keras. Deterministic kernels make Keras refuse XLA
+    # ("Model doesn't support jit_compile=True"), so a recipe that compiles with XLA
+    # keeps XLA's own CPU kernels instead (a resumed run still repeats the same steps).
+    set_seed(seed, deterministic=not recipe.compile.get("jit_compile", False))
     text = training.text_data(recipe) if recipe.kind in training.LANGUAGE_MODELS else None
     if args.resume:
         model, progress = training.load_checkpoint(folder)

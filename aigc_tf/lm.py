@@ -171,7 +171,6 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
 
     # --------------------------------------------------- one-step interface
 
-    @tf.function(reduce_retracing=True)
     def read_prompt(self, ids: Any) -> tuple[Any, Any]:
         """Read a prompt once; return the next-token logits and the decoding state.
 
@@ -182,9 +181,8 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
             ``(logits, state)``: logits (B, V) for the token after the prompt,
             and the state after it (the ``state`` of :meth:`step`).
         """
-        return self._read_prompt(*self._prompt_inputs(ids))
+        return self._compiled(("read_prompt",), lambda ids: self._read_prompt(*self._prompt_inputs(ids)))(ids)
 
-    @tf.function(reduce_retracing=True)
     def step(self, token: Any, state: Any) -> tuple[Any, Any]:
         """Feed one token per sequence and advance the state by one position.
 
@@ -198,7 +196,16 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
         Returns:
             ``(logits, state)``: next-token logits (B, V) and the new state.
         """
-        return self._step(token, state)
+        return self._compiled(("step",), self._step)(token, state)
+
+    def reset_compiled(self) -> None:
+        """Forget the compiled decoding programs (they are traced again on next use).
+
+        A compiled program holds the variables it was traced with. Call this after the
+        model's variables change *structure* — e.g. LoRA adds matrices to its Dense
+        layers (:func:`aigc_tf.pretrained.fine_tune` does it) — not after new values.
+        """
+        self._compiled_functions.clear()
 
     def _reread(self, token: Any, state: tuple[Any, Any]) -> tuple[Any, tuple[Any, Any]]:
         """The ``step_fn`` of the uncached loops: write the token, re-run the model on the (cropped) text.

@@ -407,6 +407,71 @@ _GPT = {
     ),
 }
 
+# Named variants: ``aigc-tf train gpt --recipe pretrain`` (overrides per profile, merged
+# into the kind's recipe). ``pretrain`` trains the course's pretrained model (chapter 06):
+# a deeper, wider GPT with a longer context and dropout, 45 minutes on a CPU, on the
+# training split without one speaker (aigc_tf.text.HELD_OUT_SPEAKER), scored on
+# nanoGPT's whole validation split.
+_PRETRAIN_DATA = dict(held_out_speaker="DUKE VINCENTIO", val_chars=None)
+_VARIANTS: dict[str, dict[str, dict[str, dict[str, Any]]]] = {
+    "gpt": {
+        "pretrain": {
+            "smoke": dict(data=dict(_PRETRAIN_DATA, val_chars=5_000)),
+            "cpu": dict(
+                model=dict(num_layers=6, num_heads=6, embed_dim=192, max_len=128, dropout=0.1),
+                batch_size=16,
+                budgets=dict(main=45 * 60, benchmark=45 * 60),
+                data=dict(_PRETRAIN_DATA, seq_len=128),
+            ),
+            "gpu": dict(budgets=dict(main=20 * 60, benchmark=20 * 60), data=_PRETRAIN_DATA),
+        }
+    }
+}
+
+
+def recipe_variants(kind: str) -> tuple[str, ...]:
+    """The named variants of ``kind``'s recipe (``("pretrain",)`` for ``gpt``)."""
+    check_choice("kind", kind, KINDS)
+    return tuple(_VARIANTS.get(kind, {}))
+
+
+def variant_overrides(kind: str, name: str, profile: str | None = None) -> dict[str, Any]:
+    """The overrides that turn ``kind``'s recipe at ``profile`` into its variant ``name``.
+
+    Raises:
+        ValueError: ``name`` is not one of :func:`recipe_variants` for ``kind``.
+    """
+    check_choice("name", name, recipe_variants(kind))
+    profile = check_choice("profile", profile if profile is not None else get_profile(), PROFILES)
+    return {k: dict(v) if isinstance(v, Mapping) else v for k, v in _VARIANTS[kind][name][profile].items()}
+
+
+__all__ += ["recipe_variants", "variant_overrides"]
+
+# Fine-tuning the course's pretrained model on the held-out speaker (chapter 06): the
+# same wall time for every method; LoRA (rank 8 on the attention's Dense layers, ~2 % of
+# the parameters) learns at a higher rate than full fine-tuning, as usual for LoRA.
+_FINE_TUNE_COMMON = dict(rank=8, full_learning_rate=3e-4, lora_learning_rate=2e-3, scratch_learning_rate=1e-3)
+_FINE_TUNE = {
+    "smoke": dict(seconds=4.0, batch_size=4, seq_len=32, checkpoint_every=10),
+    "cpu": dict(seconds=90.0, batch_size=16, seq_len=128, checkpoint_every=50),
+    "gpu": dict(seconds=300.0, batch_size=32, seq_len=128, checkpoint_every=100),
+}
+
+
+def fine_tune_settings(profile: str | None = None) -> dict[str, Any]:
+    """Chapter 06's fine-tuning sizes at ``profile``: budget, batch, rank and learning rates.
+
+    Returns:
+        A new dict (``seconds``, ``batch_size``, ``seq_len``, ``checkpoint_every``, ``rank``,
+        ``full_learning_rate``, ``lora_learning_rate``, ``scratch_learning_rate``).
+    """
+    profile = check_choice("profile", profile if profile is not None else get_profile(), PROFILES)
+    return {**_FINE_TUNE_COMMON, **_FINE_TUNE[profile]}
+
+
+__all__ += ["fine_tune_settings"]
+
 _TABLE: dict[str, dict[str, dict[str, Any]]] = {
     "dcgan": _GAN,
     "cgan": {**_GAN, "common": {**_GAN["common"], "extra_model": dict(num_classes=10)}},

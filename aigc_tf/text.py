@@ -8,6 +8,8 @@ character's position in the sorted vocabulary, and a model learns
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Callable, Iterable
 
 import keras
@@ -20,7 +22,12 @@ __all__ = [
     "CharTokenizer",
     "split_input_target",
     "make_char_dataset",
+    "HELD_OUT_SPEAKER",
+    "TextSplits",
+    "course_text_splits",
     "nanogpt_split",
+    "remove_speaker",
+    "speaker_lines",
     "split_fraction",
 ]
 
@@ -241,3 +248,98 @@ def nanogpt_split(
     train = load_text(name=name, split="train")
     val = load_text(name=name, split="validation") + load_text(name=name, split="test")
     return train, val
+
+
+#: The speaker the course's pretrained model never saw: Measure for Measure's Duke, the
+#: speaker with the second most text in the training split (34,095 characters) and one
+#: character (GLOUCESTER, the first, is several people across the histories).
+HELD_OUT_SPEAKER = "DUKE VINCENTIO"
+
+_SPEECH = re.compile(r"[A-Z][A-Za-z' ]*:")
+
+
+def _speeches(text: str) -> list[str]:
+    """The text's paragraphs: speeches ("NAME:" on the first line) and everything else, in order."""
+    return [block for block in text.split("\n\n") if block.strip()]
+
+
+def _speaker(block: str) -> str | None:
+    first = block.strip("\n").split("\n", 1)[0]
+    return first[:-1] if _SPEECH.fullmatch(first) else None
+
+
+def speaker_lines(text: str, speaker: str) -> str:
+    """Every speech of ``speaker`` in ``text`` ("NAME:" line included), in order, blank-line separated."""
+    return "\n\n".join(b.strip("\n") for b in _speeches(text) if _speaker(b) == speaker) + "\n"
+
+
+def remove_speaker(text: str, speaker: str) -> str:
+    """``text`` without ``speaker``'s speeches (the other paragraphs kept in order)."""
+    return "\n\n".join(b.strip("\n") for b in _speeches(text) if _speaker(b) != speaker) + "\n"
+
+
+@dataclasses.dataclass(frozen=True)
+class TextSplits:
+    """The texts of the pretraining chapter (see :func:`course_text_splits`).
+
+    Attributes:
+        pretrain: nanoGPT's training split without the held-out speaker.
+        speaker_train: the first ``speaker_fraction`` of the speaker's speeches (fine-tuning).
+        speaker_val: the rest of the speaker's speeches (its evaluation).
+        general_val: nanoGPT's whole validation split ("general text").
+        speaker: the held-out speaker's name.
+    """
+
+    pretrain: str
+    speaker_train: str
+    speaker_val: str
+    general_val: str
+    speaker: str
+
+
+def course_text_splits(
+    speaker: str = HELD_OUT_SPEAKER,
+    *,
+    speaker_fraction: float = 0.8,
+    load_text: Callable[..., str] | None = None,
+) -> TextSplits:
+    """Every text the pretrained-model chapter uses, from tiny Shakespeare (works offline).
+
+    The speaker's speeches come out of nanoGPT's training split; the pretrained model
+    never sees them. tiny Shakespeare's validation split holds other plays (the speakers
+    of the training split have at most 4,000 characters there), so the speaker's own
+    validation text is the last ``1 - speaker_fraction`` of his speeches, cut at a speech
+    boundary. No speech is in two splits.
+
+    Args:
+        speaker: the held-out speaker, as written before the colon (``"DUKE VINCENTIO"``).
+        speaker_fraction: the share of the speaker's speeches (by count, in order) used
+            for fine-tuning, in (0, 1).
+        load_text: as for :func:`nanogpt_split`.
+
+    Returns:
+        A :class:`TextSplits`.
+
+    Raises:
+        ValueError: the speaker has fewer than two speeches in the training split.
+    """
+    if not isinstance(speaker, str):
+        raise TypeError(f"speaker must be a str, got {type(speaker).__name__}.")
+    speaker_fraction = check_float(
+        "speaker_fraction", speaker_fraction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False
+    )
+    train, val = nanogpt_split(load_text=load_text)
+    speeches = [b.strip("\n") for b in _speeches(train) if _speaker(b) == speaker]
+    if len(speeches) < 2:
+        raise ValueError(
+            f"speaker {speaker!r} has {len(speeches)} speeches in the training split; "
+            "choose one with many (e.g. the default, HELD_OUT_SPEAKER)."
+        )
+    cut = min(max(1, int(speaker_fraction * len(speeches))), len(speeches) - 1)
+    return TextSplits(
+        pretrain=remove_speaker(train, speaker),
+        speaker_train="\n\n".join(speeches[:cut]) + "\n",
+        speaker_val="\n\n".join(speeches[cut:]) + "\n",
+        general_val=val,
+        speaker=speaker,
+    )

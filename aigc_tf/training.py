@@ -35,6 +35,7 @@ __all__ = [
     "save_checkpoint",
     "step_schedule",
     "text_data",
+    "text_windows",
     "train_recipe",
     "training_dataset",
 ]
@@ -58,11 +59,19 @@ class TextData:
 
 
 def text_data(recipe: Recipe) -> TextData:
-    """The recipe's text split, with a character tokenizer over train + validation (as nanoGPT)."""
-    from aigc_tf.text import CharTokenizer, nanogpt_split
+    """The recipe's text split, with a character tokenizer over train + validation (as nanoGPT).
+
+    With ``data["held_out_speaker"]`` (the ``pretrain`` recipe) the training text loses
+    that speaker's speeches (:func:`aigc_tf.text.course_text_splits`); the validation
+    text stays nanoGPT's whole split, so the loss compares with nanoGPT's.
+    """
+    from aigc_tf.text import CharTokenizer, nanogpt_split, remove_speaker
 
     train_text, val_text = nanogpt_split(recipe.dataset)
-    return TextData(train_text, val_text, CharTokenizer.from_text(train_text + val_text))
+    tokenizer = CharTokenizer.from_text(train_text + val_text)
+    if recipe.data.get("held_out_speaker"):
+        train_text = remove_speaker(train_text, recipe.data["held_out_speaker"])
+    return TextData(train_text, val_text, tokenizer)
 
 
 def _position_stream(count: int, batch_size: int, seed: int, start: int, fetch):
@@ -88,6 +97,36 @@ def _position_stream(count: int, batch_size: int, seed: int, start: int, fetch):
     return ds.map(lambda b, idx: fetch(idx, b), num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
+def text_windows(ids, seq_len: int, batch_size: int, *, stride: int | None = None, seed: int = 0, start: int = 0):
+    """Endless ``(inputs, targets)`` batches of ``seq_len``-token windows of ``ids``, from batch ``start``.
+
+    Windows start every ``stride`` tokens (default ``seq_len``: no overlap); targets are
+    the inputs shifted by one. Batch b depends only on ``(seed, b)``, so a resumed run
+    asks for ``start = steps done`` and sees what an uninterrupted run would.
+
+    Raises:
+        ValueError: ``ids`` is shorter than one window plus its target.
+    """
+    import tensorflow as tf
+
+    seq_len = check_int("seq_len", seq_len, minimum=1)
+    batch_size = check_int("batch_size", batch_size, minimum=1)
+    stride = check_int("stride", stride or seq_len, minimum=1)
+    ids = tf.constant(np.asarray(ids, np.int32))
+    count = (int(ids.shape[0]) - seq_len - 1) // stride + 1  # window starts, as make_char_dataset
+    if count < batch_size:
+        raise ValueError(
+            f"ids: {int(ids.shape[0])} tokens give {max(count, 0)} windows of {seq_len} + 1, "
+            f"fewer than one batch of {batch_size}."
+        )
+
+    def windows(idx, b):
+        chunk = tf.gather(ids, idx[:, None] * stride + tf.range(seq_len + 1, dtype=tf.int64)[None])
+        return chunk[:, :-1], chunk[:, 1:]
+
+    return _position_stream(count, batch_size, seed, start, windows)
+
+
 def training_dataset(recipe: Recipe, model, *, seed: int = 0, start: int = 0, text: TextData | None = None):
     """The batches ``model`` trains on, endless, from batch ``start``; batch b depends only on (seed, b).
 
@@ -102,16 +141,9 @@ def training_dataset(recipe: Recipe, model, *, seed: int = 0, start: int = 0, te
     start = check_int("start", start, minimum=0)
     if recipe.kind in LANGUAGE_MODELS:
         text = text or text_data(recipe)
-        ids = tf.constant(text.tokenizer.encode(text.train_text).astype(np.int32))
+        ids = text.tokenizer.encode(text.train_text)
         seq_len = int(recipe.data["seq_len"])
-        stride = int(recipe.data.get("stride") or seq_len)
-        count = (int(ids.shape[0]) - seq_len - 1) // stride + 1  # window starts, as make_char_dataset
-
-        def windows(idx, b):
-            chunk = tf.gather(ids, idx[:, None] * stride + tf.range(seq_len + 1, dtype=tf.int64)[None])
-            return chunk[:, :-1], chunk[:, 1:]
-
-        return _position_stream(count, recipe.batch_size, seed, start, windows)
+        return text_windows(ids, seq_len, recipe.batch_size, stride=recipe.data.get("stride"), seed=seed, start=start)
 
     from aigc_tf.data import load_images
 

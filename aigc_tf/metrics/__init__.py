@@ -28,7 +28,15 @@ from aigc_tf.metrics.images import (
     recognisable_rate,
 )
 from aigc_tf.metrics.inception import inception_features, inception_fid, load_inception
-from aigc_tf.metrics.text import bits_per_char, continuation_nats_per_char, evaluate_loss, perplexity, repeated_share
+from aigc_tf.metrics.text import (
+    bits_per_char,
+    continuation_nats_per_char,
+    distinct_n,
+    evaluate_loss,
+    perplexity,
+    repeated_share,
+    text_loss,
+)
 
 __all__ = [
     "CLASSIFIER_DATASETS",
@@ -53,6 +61,8 @@ __all__ = [
     "make_classifier",
     "perplexity",
     "repeated_share",
+    "text_loss",
+    "distinct_n",
     "polynomial_mmd2_unbiased",
     "recognisable_rate",
 ]

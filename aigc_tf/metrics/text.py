@@ -23,7 +23,15 @@ from keras import ops
 
 from aigc_tf.validation import check_float, check_int
 
-__all__ = ["bits_per_char", "continuation_nats_per_char", "evaluate_loss", "perplexity", "repeated_share"]
+__all__ = [
+    "bits_per_char",
+    "continuation_nats_per_char",
+    "distinct_n",
+    "evaluate_loss",
+    "perplexity",
+    "repeated_share",
+    "text_loss",
+]
 
 
 def bits_per_char(total_nats: float, num_chars: int) -> float:
@@ -168,3 +176,75 @@ def repeated_share(text: str, n: int = 10, *, skip: int = 0) -> float:
         raise ValueError(f"text[skip:] has {len(new)} characters, fewer than n={n}.")
     grams = [new[i : i + n] for i in range(len(new) - n + 1)]
     return sum(gram in new[: i + n - 1] for i, gram in enumerate(grams)) / len(grams)
+
+
+def text_loss(model: keras.Model, text: str, *, seq_len: int | None = None, batch_size: int = 64) -> dict[str, float]:
+    """A language model's loss on a whole text, per token and per character.
+
+    The text is cut into consecutive windows of ``seq_len`` tokens (default: the
+    model's context), each predicting its next tokens; nats per character is the
+    total over the characters the targets cover, so a character model and a BPE
+    model compare on the same text.
+
+    Args:
+        model: a language model with a ``tokenizer``.
+        text: the text to score (at least ``seq_len + 1`` tokens).
+        seq_len: window length; default ``model.context_length`` (or 256 without one).
+        batch_size: windows per batch.
+
+    Returns:
+        :func:`evaluate_loss`'s dict plus ``"nats_per_char"``.
+    """
+    from aigc_tf.text import make_char_dataset
+
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError("model: text_loss needs a model with a tokenizer (model.tokenizer is None).")
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}.")
+    seq_len = int(seq_len or getattr(model, "context_length", None) or 256)
+    ids = tokenizer.encode(text)
+    if len(ids) < seq_len + 1:
+        seq_len = len(ids) - 1
+        if seq_len < 1:
+            raise ValueError(f"text: {len(ids)} tokens is too short to score (at least 2 are needed).")
+    scores = evaluate_loss(model, make_char_dataset(ids, seq_len, batch_size, shuffle=False, drop_remainder=False))
+    return {**scores, "nats_per_char": scores["total_nats"] / scores["num_chars"]}
+
+
+def _units(text: str, unit: str) -> list[str]:
+    return text.split() if unit == "word" else list(text)
+
+
+def distinct_n(samples: str | list[str], n: int = 2, *, unit: str = "word") -> float:
+    """Distinct-n (Li et al., 2016): distinct n-grams / all n-grams, pooled over the samples.
+
+    1.0 when no n-gram occurs twice; near 0 for text that loops. Higher means more
+    diverse (it says nothing about quality: random characters score 1).
+
+    Args:
+        samples: a text or a list of texts (n-grams never cross two samples).
+        n: n-gram length, >= 1.
+        unit: ``"word"`` (whitespace-separated) or ``"char"``.
+
+    Returns:
+        A share in [0, 1].
+
+    Raises:
+        ValueError: no sample has ``n`` units.
+    """
+    from aigc_tf.validation import check_choice
+
+    if isinstance(samples, str):
+        samples = [samples]
+    if not isinstance(samples, (list, tuple)) or not all(isinstance(s, str) for s in samples):
+        raise TypeError("samples must be a str or a list of str.")
+    n = check_int("n", n, minimum=1)
+    unit = check_choice("unit", unit, ("word", "char"))
+    grams = []
+    for sample in samples:
+        units = _units(sample, unit)
+        grams += [tuple(units[i : i + n]) for i in range(len(units) - n + 1)]
+    if not grams:
+        raise ValueError(f"samples: no sample has {n} {unit}s, so there is no {n}-gram to count.")
+    return len(set(grams)) / len(grams)
