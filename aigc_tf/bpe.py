@@ -1,9 +1,8 @@
 """Byte-level BPE: GPT-2's tokenizer, trained on our text or read from KerasHub.
 
-Byte-pair encoding starts from the 256 bytes (so any text encodes: there is no
-unknown token) and learns merges: repeatedly, the most frequent pair of adjacent
-symbols becomes one new symbol. A word is then tokenised by replaying the
-merges in the order they were learned.
+Byte-pair encoding starts from the 256 bytes (any text encodes: no unknown token)
+and learns merges: repeatedly, the most frequent pair of adjacent symbols becomes
+one new symbol. A word is tokenised by replaying the merges in learned order.
 
 :class:`BPETokenizer` wraps the Hugging Face ``tokenizers`` library (Rust, fast)
 with GPT-2's settings: the ByteLevel pre-tokenizer (GPT-2's regex split, then
@@ -94,16 +93,17 @@ class BPETokenizer:
             raise TypeError(
                 f"tokenizer must be a tokenizers.Tokenizer or its JSON string; got {type(tokenizer).__name__}."
             )
-        if not isinstance(tokenizer.model, models.BPE) or not isinstance(
-            tokenizer.pre_tokenizer, pre_tokenizers.ByteLevel
-        ):
+        model, pre_tokenizer = tokenizer.model, tokenizer.pre_tokenizer
+        if not isinstance(model, models.BPE) or not isinstance(pre_tokenizer, pre_tokenizers.ByteLevel):
             raise ValueError(
                 "tokenizer must have a BPE model and the ByteLevel pre-tokenizer (byte-level BPE); "
-                f"got {type(tokenizer.model).__name__} and {type(tokenizer.pre_tokenizer).__name__}."
+                f"got {type(model).__name__} and {type(pre_tokenizer).__name__}."
             )
         ids = sorted(tokenizer.get_vocab().values())
         if ids != list(range(len(ids))):
-            raise ValueError(f"the token ids must be 0, 1, ..., {len(ids) - 1} with no gaps.")
+            raise ValueError(
+                f"tokenizer: its {len(ids)} token ids must be 0, 1, ..., {len(ids) - 1} (no gaps, no repeats)."
+            )
         self._tokenizer = tokenizer
         self._json = tokenizer.to_str()
 

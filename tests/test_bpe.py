@@ -3,7 +3,8 @@
 import keras
 import numpy as np
 import pytest
-from tokenizers import pre_tokenizers
+from tokenizers import Tokenizer as HFTokenizer
+from tokenizers import models, pre_tokenizers
 
 from aigc_tf.bpe import BYTE_ALPHABET, BPETokenizer, apply_merges, learn_merges, pretokenize, train_bpe
 from aigc_tf.lm import Tokenizer
@@ -216,6 +217,12 @@ def test_bad_inputs_raise_clear_errors(tok512):
         BPETokenizer.from_vocab_and_merges(vocab, ["abc"])
     with pytest.raises(ValueError, match="merges: the merge 'a' 'b' uses tokens not in the vocabulary"):
         BPETokenizer.from_vocab_and_merges(vocab, ["a b"])
+    with pytest.raises(ValueError, match=r"tokenizer: its 256 token ids must be 0, 1, ..., 255"):
+        BPETokenizer.from_vocab_and_merges({ch: i + 1 for ch, i in vocab.items()}, [])
+    with pytest.raises(ValueError, match="special_tokens must be a list of vocabulary tokens"):
+        BPETokenizer.from_vocab_and_merges(vocab, [], special_tokens=["<|endoftext|>"])
+    with pytest.raises(ValueError, match="tokenizer must have a BPE model and the ByteLevel pre-tokenizer"):
+        BPETokenizer(HFTokenizer(models.WordLevel({"a": 0}, unk_token="a")))
     with pytest.raises(TypeError, match="word_counts must be a mapping"):
         learn_merges(["to", "be"], 3)
     with pytest.raises(ValueError, match="num_merges must be >= 0, got -1"):

@@ -197,7 +197,7 @@ def fine_tune(
         seconds: a time budget instead (checked after every round of ``checkpoint_every``
             steps); the learning rate stays constant. Exactly one of ``steps``, ``seconds``.
         learning_rate: AdamW's; default 3e-4 (full) or 2e-3 (LoRA), the recipes'
-            (:func:`aigc_tf.recipes.fine_tune_settings`).
+            (:func:`aigc_tf.recipes.pretrained_settings`).
         batch_size, seq_len: windows per step and their length (default: the model's context).
         lora_layers: which Dense layers LoRA adapts (see :data:`LORA_LAYERS`).
         seed: seeds the LoRA initialisation and the order of the windows.
