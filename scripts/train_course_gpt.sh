@@ -9,6 +9,7 @@ set -euo pipefail
 run=${1:-runs/course-gpt}
 mkdir -p "$(dirname "$run")"
 uptime > "$run.load"
-AIGC_OFFLINE=1 aigc-tf train gpt --profile cpu --recipe pretrain --out "$run" 2>&1 | tee "$run.log"
+# /usr/bin/time -v appends the run's CPU seconds to the log (the export reads them).
+AIGC_OFFLINE=1 /usr/bin/time -v aigc-tf train gpt --profile cpu --recipe pretrain --out "$run" > "$run.log" 2>&1
 uptime >> "$run.load"
 python scripts/export_course_gpt.py "$run"
