@@ -353,7 +353,7 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
         if max_new_tokens == 0:
             new = np.zeros((ids.shape[0], 0), np.int32)
         elif num_beams > 1:
-            new = self._beam_search(ids, max_new_tokens, num_beams, processors, use_cache)
+            new = self._beam_search(ids, max_new_tokens, num_beams, processors, use_cache, jit_compile)
         else:
             if seed is not None:
                 state = self.sampling_seed.state
@@ -428,7 +428,25 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
             return_invalid=True,
         )
 
-    def _beam_search(self, ids, num_tokens, num_beams, processors, use_cache):
+    def _beam_search(self, ids, num_tokens, num_beams, processors, use_cache, jit_compile=None):
+        jit = self.default_jit_compile if jit_compile is None else jit_compile
+        if use_cache and jit:  # the whole search in one XLA program (fixed shapes: a bucketed buffer)
+            batch, length = ids.shape
+            tokens = np.zeros((batch, _bucket(length + num_tokens)), np.int32)
+            tokens[:, :length] = ids
+            program = self._compiled(
+                ("beams", num_beams, processors),
+                functools.partial(self._beam_program, num_beams=num_beams, processors=processors),
+                jit_compile=True,
+            )
+            inputs = tuple(ops.convert_to_tensor(x) for x in self._prompt_inputs(ids))
+            out, first_invalid = program(inputs, tf.constant(tokens), tf.constant(length), tf.constant(num_tokens))
+            if int(first_invalid) >= 0:
+                raise sampling.InvalidLogitsError(
+                    f"beam search, new token {int(first_invalid)}: "
+                    f"a beam's logits have {sampling.INVALID_LOGITS_REASON}."
+                )
+            return out.numpy()[:, length : length + num_tokens]
         if use_cache:
             (logits, state), step_fn = self.read_prompt(tf.constant(ids)), self.step
         else:
@@ -441,6 +459,13 @@ class LanguageModel(SavedRandomState, CheckedFit, keras.Model):
             step_fn, logits, state, num_tokens, num_beams, prompt_ids=ids, logits_processors=processors
         )
         return np.asarray(sequences)[:, 0, :]
+
+    def _beam_program(self, inputs, tokens, length, num_tokens, *, num_beams, processors):
+        logits, state = self._read_prompt(*inputs)
+        text, _, first_invalid = sampling.beam_search_loop(
+            self._step, logits, state, tokens, length, num_tokens, num_beams, logits_processors=processors
+        )
+        return text[:, 0, :], first_invalid
 
     def _compiled(self, key: tuple, python_function: Any, jit_compile: bool = False) -> Any:
         """One ``tf.function`` per decoding setting (sampler, XLA, processors), traced once each.

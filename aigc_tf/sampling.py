@@ -48,6 +48,7 @@ __all__ = [
     "LogitsProcessor",
     "NoRepeatNGram",
     "beam_search",
+    "beam_search_loop",
     "check_sampling_args",
     "sample",
     "sample_loop",
@@ -461,3 +462,81 @@ def beam_search(
             state = reorder(state, rows)
             logits, state = step_fn(ops.reshape(token, (-1,)), state)
     return sequences, scores
+
+
+def beam_search_loop(
+    step_fn: StepFn,
+    initial_logits: Any,
+    initial_state: Any,
+    tokens: Any,
+    length: Any,
+    num_tokens: Any,
+    num_beams: int,
+    *,
+    logits_processors: Sequence[LogitsProcessor] = (),
+) -> tuple[Any, Any, Any]:
+    """:func:`beam_search` with fixed shapes, as one ``while_loop``: the form ``tf.function``/XLA compiles.
+
+    The beams' texts live in a buffer like :func:`sample_loop`'s, so every step has the
+    same shapes; the search itself is :func:`beam_search`'s (same ranking, same ties,
+    the same tokens and scores — tested).
+
+    Args:
+        step_fn, initial_logits, initial_state: as for :func:`beam_search`; the state keeps its shapes.
+        tokens: int32 (B, C): the prompt in its first ``length`` columns, room for ``num_tokens``
+            more; the logits processors see it.
+        length: the prompt length (int or int32 scalar).
+        num_tokens: tokens to add, >= 1 (int or int32 scalar).
+        num_beams: beams per row K (a Python int: it fixes shapes).
+        logits_processors: applied to every beam's log-probabilities before ranking.
+
+    Returns:
+        ``(tokens, scores, first_invalid)``: int32 (B, K, C) with each beam's text (best first),
+        their summed log-probabilities (B, K), and the first step whose logits had an
+        invalid row among the live beams (-1 if none; the compiled loop cannot raise).
+    """
+    K = check_int("num_beams", num_beams, minimum=1)
+    logits = _as_logits(initial_logits, "initial_logits")
+    batch, vocab = int(logits.shape[0]), int(logits.shape[1])
+    processors = tuple(logits_processors)
+    length = ops.cast(length, "int32")
+
+    def for_each_beam(t: Any) -> Any:  # (B, ...) -> (B*K, ...), row b*K + k
+        return ops.repeat(t, K, axis=0)
+
+    stateless = initial_state is None
+    state = () if stateless else keras.tree.map_structure(for_each_beam, initial_state)
+    logits = for_each_beam(logits)
+    text = for_each_beam(ops.cast(tokens, "int32"))
+    scores = ops.convert_to_tensor(np.tile([[0.0] + [NEG_INF] * (K - 1)], (batch, 1)).astype("float32"))
+    row_offset = ops.arange(batch, dtype="int32")[:, None] * K
+
+    def choose(i, logits, text, scores, bad):  # extend every beam by one token, keep the K best
+        defined, invalid = _sanitise(ops.cast(logits, "float32"))
+        log_probs = ops.log_softmax(defined, axis=-1)
+        for processor in processors:
+            log_probs = processor(log_probs, text, length + i)
+        invalid = ops.logical_or(invalid, ops.all(ops.equal(log_probs, NEG_INF), axis=-1))
+        live = ops.reshape(scores > NEG_INF, (-1,))
+        bad = ops.where(ops.logical_and(bad < 0, ops.any(ops.logical_and(invalid, live))), i, bad)
+        candidates = ops.reshape(scores[:, :, None] + ops.reshape(log_probs, (batch, K, vocab)), (batch, K * vocab))
+        scores, flat = ops.top_k(candidates, K)
+        flat = ops.cast(flat, "int32")
+        rows = ops.reshape(row_offset + flat // vocab, (-1,))
+        token = ops.reshape(flat % vocab, (-1,))
+        text = ops.slice_update(ops.take(text, rows, axis=0), [0, length + i], token[:, None])
+        return token, rows, text, scores, bad
+
+    def body(i, logits, state, text, scores, bad):
+        token, rows, text, scores, bad = choose(i, logits, text, scores, bad)
+        if not stateless:
+            state = keras.tree.map_structure(lambda t: ops.take(t, rows, axis=0), state)
+        logits, state = step_fn(token, None if stateless else state)
+        return i + 1, ops.cast(logits, "float32"), () if stateless else state, text, scores, bad
+
+    bad = ops.full((), -1, "int32")
+    i, logits, _, text, scores, bad = ops.while_loop(
+        lambda i, *_: i < num_tokens - 1, body, (ops.zeros((), "int32"), logits, state, text, scores, bad)
+    )
+    _, _, text, scores, bad = choose(i, logits, text, scores, bad)
+    return ops.reshape(text, (batch, K, -1)), scores, bad

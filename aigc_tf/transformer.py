@@ -58,7 +58,7 @@ class GPT(LanguageModel):
 
     Args:
         vocab_size, max_len, num_layers, num_heads, embed_dim, dropout,
-            mlp_ratio, use_bias, tie_weights: the fields of :class:`GPTConfig`
+            mlp_ratio, use_bias, tie_weights, gelu_approximate: the fields of :class:`GPTConfig`
             (validated there); ``model.config`` holds them.
         tokenizer: optional :class:`~aigc_tf.lm.Tokenizer`; saved with the
             model, and lets :meth:`generate` take and return strings.
@@ -82,6 +82,7 @@ class GPT(LanguageModel):
         mlp_ratio: int = 4,
         use_bias: bool = True,
         tie_weights: bool = True,
+        gelu_approximate: bool = False,
         tokenizer: Tokenizer | None = None,
         seed: int | None = None,
         **kwargs: Any,
@@ -96,6 +97,7 @@ class GPT(LanguageModel):
             mlp_ratio=mlp_ratio,
             use_bias=use_bias,
             tie_weights=tie_weights,
+            gelu_approximate=gelu_approximate,
         )
         super().__init__(config.vocab_size, tokenizer=tokenizer, seed=seed, **kwargs)
         self.config = config
@@ -136,6 +138,7 @@ class GPT(LanguageModel):
     mlp_ratio = property(lambda self: self.config.mlp_ratio)
     use_bias = property(lambda self: self.config.use_bias)
     tie_weights = property(lambda self: self.config.tie_weights)
+    gelu_approximate = property(lambda self: self.config.gelu_approximate)
     context_length = max_len
 
     def build(self, input_shape: tuple = (None, None)) -> None:

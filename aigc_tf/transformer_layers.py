@@ -27,7 +27,16 @@ from keras import layers, ops
 
 from aigc_tf.validation import check_bool, check_int, check_rate, check_seed
 
-__all__ = ["GPTConfig", "CausalSelfAttention", "TransformerBlock", "INIT_STD", "LayerCache", "build_once", "normal"]
+__all__ = [
+    "GPTConfig",
+    "CausalSelfAttention",
+    "TransformerBlock",
+    "INIT_STD",
+    "LayerCache",
+    "build_once",
+    "gelu_tanh",
+    "normal",
+]
 
 LayerCache = tuple[Any, Any]  # one block's (keys, values), each (B, num_heads, max_len, head_dim)
 
@@ -52,6 +61,10 @@ class GPTConfig:
             Shakespeare runs use none).
         tie_weights: compute the logits with the token embedding matrix
             (``logits = h · Wₑᵀ``) instead of a separate output layer.
+        gelu_approximate: the MLP's GELU in its tanh approximation,
+            ``0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))``, as GPT-2 (and
+            KerasHub's ``GPT2Backbone``) uses; False (default) is the exact
+            ``x·Φ(x)``. The weights are the same either way.
 
     Raises:
         TypeError: a field of the wrong type (``num_layers=2.0``).
@@ -67,6 +80,7 @@ class GPTConfig:
     mlp_ratio: int = 4
     use_bias: bool = True
     tie_weights: bool = True
+    gelu_approximate: bool = False
 
     def __post_init__(self) -> None:
         def set_field(name: str, value: Any) -> None:
@@ -82,6 +96,7 @@ class GPTConfig:
         set_field("dropout", check_rate("dropout", self.dropout))
         set_field("use_bias", check_bool("use_bias", self.use_bias))
         set_field("tie_weights", check_bool("tie_weights", self.tie_weights))
+        set_field("gelu_approximate", check_bool("gelu_approximate", self.gelu_approximate))
 
     @property
     def head_dim(self) -> int:
@@ -104,6 +119,12 @@ def build_once(layer: layers.Layer, input_shape: tuple) -> None:
     """Build a sub-layer unless a call already did (building twice would add its weights twice)."""
     if not layer.built:
         layer.build(input_shape)
+
+
+@keras.saving.register_keras_serializable(package="aigc_tf")
+def gelu_tanh(x: Any) -> Any:
+    """GELU in GPT-2's tanh approximation (``keras.activations.gelu(x, approximate=True)``)."""
+    return keras.activations.gelu(x, approximate=True)
 
 
 def normal(std: float = INIT_STD) -> keras.initializers.Initializer:
@@ -250,7 +271,7 @@ class TransformerBlock(_ConfiguredLayer):
 
     Args:
         config: a :class:`GPTConfig` (``embed_dim``, ``num_heads``,
-            ``dropout``, ``mlp_ratio``, ``use_bias``). The two projections
+            ``dropout``, ``mlp_ratio``, ``use_bias``, ``gelu_approximate``). The two projections
             that write into the residual stream (attention output, MLP output)
             start at ``config.residual_init_std``.
         seed: seed of the block's dropout generators (the attention gets
@@ -265,7 +286,11 @@ class TransformerBlock(_ConfiguredLayer):
         self.attn = CausalSelfAttention(config, seed, name="attn")
         self.ln2 = layers.LayerNormalization(epsilon=1e-5, center=config.use_bias, name="ln2")
         self.fc = layers.Dense(
-            hidden, activation="gelu", use_bias=config.use_bias, kernel_initializer=normal(INIT_STD), name="fc"
+            hidden,
+            activation=gelu_tanh if config.gelu_approximate else "gelu",
+            use_bias=config.use_bias,
+            kernel_initializer=normal(INIT_STD),
+            name="fc",
         )
         self.fc_proj = layers.Dense(
             config.embed_dim,

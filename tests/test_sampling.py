@@ -531,3 +531,45 @@ def test_matches_keras_hub_samplers():
         if support.sum() > 1:
             p_value = stats.chi2_contingency(np.stack([c_theirs[support], c_mine[support]])).pvalue
             assert p_value > 1e-3, (ours, c_theirs, c_mine)
+
+
+def last_two_step(token, last_two):
+    """The Markov chain of markov_step with a fixed-shape state (the last two tokens): traceable."""
+    last_two = keras.ops.concatenate([last_two[:, 1:], keras.ops.cast(token[:, None], "int32")], axis=1)
+    flat = keras.ops.reshape(keras.ops.convert_to_tensor(TABLE), (V * V, V))
+    return keras.ops.take(flat, last_two[:, 0] * V + last_two[:, 1], axis=0), last_two
+
+
+@pytest.mark.parametrize("num_beams", [1, 3, V**4])
+def test_the_compiled_beam_search_loop_equals_beam_search(num_beams):
+    """beam_search_loop (fixed shapes, one XLA while_loop) gives beam_search's sequences and scores."""
+    from aigc_tf.sampling import beam_search_loop
+
+    prompts = np.array([[0, 1, 2], [2, 2, 0]], dtype="int32")
+    steps, P = 4, prompts.shape[1]
+    initial_logits = TABLE[prompts[:, -2], prompts[:, -1]]
+    for processors in ((), (NoRepeatNGram(2),)):
+        seqs, scores = beam_search(
+            last_two_step,
+            initial_logits,
+            prompts[:, -2:],
+            steps,
+            num_beams,
+            prompt_ids=prompts,
+            logits_processors=processors,
+        )
+        buffer = np.zeros((prompts.shape[0], P + steps + 3), "int32")
+        buffer[:, :P] = prompts
+
+        @tf.function(jit_compile=True)
+        def run(logits, state, tokens, processors=processors):
+            return beam_search_loop(
+                last_two_step, logits, state, tokens, P, steps, num_beams, logits_processors=processors
+            )
+
+        text, loop_scores, bad = run(initial_logits, prompts[:, -2:], buffer)
+        live = np.isfinite(np.asarray(scores))
+        np.testing.assert_array_equal(np.asarray(text)[:, :, P : P + steps][live], np.asarray(seqs)[live])
+        np.testing.assert_allclose(np.asarray(loop_scores), np.asarray(scores), atol=1e-5)
+        np.testing.assert_array_equal(np.asarray(text)[:, :, :P], np.repeat(prompts[:, None], num_beams, 1))
+        assert int(bad) == -1
