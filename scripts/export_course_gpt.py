@@ -16,6 +16,7 @@ import datetime
 import json
 import os
 import platform
+import re
 import sys
 from pathlib import Path
 
@@ -38,11 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     model, progress = load_checkpoint(args.run)
     val = nanogpt_split()[1]
     float32 = text_loss(model, val)["nats_per_char"]
-    load = (
-        (args.run.parent / f"{args.run.name}.load").read_text()
-        if (args.run.parent / f"{args.run.name}.load").exists()
-        else ""
-    )
+    side = {ext: args.run.parent / f"{args.run.name}.{ext}" for ext in ("load", "log")}
+    load = side["load"].read_text() if side["load"].exists() else ""
+    # `/usr/bin/time -v` at the end of the training log: the CPU seconds of the whole run.
+    log = side["log"].read_text(errors="replace") if side["log"].exists() else ""
+    cpu = sum(float(m) for m in re.findall(r"(?:User|System) time \(seconds\): ([\d.]+)", log))
     info = dict(
         command=f"aigc-tf train gpt --profile {run['profile']} --recipe pretrain --out {args.run.name}",
         training=dict(
@@ -51,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=run["recipe"]["batch_size"],
             seq_len=run["recipe"]["data"]["seq_len"],
             load=load.strip().splitlines(),
+            cpu_ms_per_step=round(1000 * cpu / progress["step"], 1) if cpu else None,
         ),
         held_out_speaker=HELD_OUT_SPEAKER,
         machine=f"{os.cpu_count()} CPU cores, {platform.machine()}, {platform.system()}",

@@ -188,3 +188,27 @@ def test_the_shipped_course_model():
     assert info["validation"]["nats_per_char"] <= 1.50
     recomputed = text_loss(model, val)["nats_per_char"]
     assert recomputed == pytest.approx(info["validation"]["nats_per_char"], abs=1e-3)
+
+
+def test_the_cli_trains_the_named_pretrain_variant(tmp_path):
+    import json
+
+    from aigc_tf.cli import main
+
+    out = tmp_path / "run"
+    assert main(["train", "gpt", "--profile", "smoke", "--recipe", "pretrain", "--steps", "50", "--out", str(out)]) == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["overrides"]["data"]["held_out_speaker"] == HELD_OUT_SPEAKER
+    assert run["recipe"]["data"]["held_out_speaker"] == HELD_OUT_SPEAKER
+
+
+def test_a_time_budget_leaves_out_the_first_compile():
+    import time
+
+    model = tiny_gpt()
+    wall = time.perf_counter()
+    result = fine_tune(model, TEXT, seconds=3.0, checkpoint_every=10, batch_size=4, seq_len=16)
+    wall = time.perf_counter() - wall
+    assert result.compile_seconds > 0.5  # the XLA compile of the first round, estimated ...
+    assert result.seconds >= 3.0 and result.seconds + result.compile_seconds <= wall + 0.1  # ... and not counted
+    assert result.steps == 10 * len(result.losses) and len(result.losses) >= 2

@@ -42,10 +42,11 @@ class FineTuneResult:
     Attributes:
         method: ``"full"`` or ``"lora"``.
         steps: optimizer steps taken in total (a resumed run counts the earlier ones).
-        seconds: training time in total.
+        seconds: training time in total, without the XLA compile of the first round.
         trainable_params: parameters that trained.
         total_params: parameters of the model (LoRA's ``A`` and ``B`` included).
         losses: the mean training loss of every round.
+        compile_seconds: this call's estimate of that compile (first round minus a typical round).
     """
 
     method: str
@@ -54,6 +55,7 @@ class FineTuneResult:
     trainable_params: int
     total_params: int
     losses: list[float]
+    compile_seconds: float = 0.0
 
     @property
     def trainable_fraction(self) -> float:
@@ -103,20 +105,40 @@ def enable_lora(model: keras.Model, rank: int = 8, *, layers: tuple[str, ...] = 
 
 
 class _Checkpointer(keras.callbacks.Callback):
-    """After every round: record the loss, save the checkpoint (if a folder is given), stop when time is up."""
+    """After every round: record the loss, save the checkpoint (if a folder is given), stop when time is up.
 
-    def __init__(self, path, meta, losses, started, spent, *, seconds=None, verbose=False):
+    The clock counts training, not the one-off XLA compile of the first round: once two
+    rounds have run, the compile is estimated as the first round's time minus a typical
+    round's, so methods that compile for different lengths get the same training time.
+    """
+
+    def __init__(self, path, meta, losses, spent, *, seconds=None, verbose=False):
         super().__init__()
         self.path, self.meta, self.losses = path, meta, losses
-        self.started, self.spent, self.seconds, self.verbose = started, spent, seconds, verbose
+        self.spent, self.seconds, self.verbose = spent, seconds, verbose
+        self.started = time.perf_counter()
+        self.rounds: list[float] = []  # wall seconds of each round of this call
+        self.round_start = self.started
+
+    @property
+    def compile_seconds(self) -> float:
+        if len(self.rounds) < 2:
+            return 0.0
+        return max(0.0, self.rounds[0] - float(np.median(self.rounds[1:])))
 
     def elapsed(self) -> float:
-        return self.spent + time.perf_counter() - self.started
+        """Training seconds so far (earlier calls included), the first round's compile left out."""
+        return self.spent + time.perf_counter() - self.started - self.compile_seconds
 
     def out_of_time(self) -> bool:
-        return self.seconds is not None and self.elapsed() >= self.seconds
+        # At least two rounds per call: the second tells how much of the first was compiling.
+        return self.seconds is not None and len(self.rounds) >= 2 and self.elapsed() >= self.seconds
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self.round_start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.rounds.append(time.perf_counter() - self.round_start)
         self.losses.append(float((logs or {}).get("loss", np.nan)))
         if self.path is not None:
             _save(self.path, self.model, dict(self.meta, seconds=self.elapsed(), losses=self.losses))
@@ -195,7 +217,8 @@ def fine_tune(
         steps: a step budget (a multiple of ``checkpoint_every``); the learning rate follows a
             cosine from ``learning_rate`` to a tenth of it.
         seconds: a time budget instead (checked after every round of ``checkpoint_every``
-            steps); the learning rate stays constant. Exactly one of ``steps``, ``seconds``.
+            steps; the first round's XLA compile does not count); the learning rate stays
+            constant. Exactly one of ``steps``, ``seconds``.
         learning_rate: AdamW's; default 3e-4 (full) or 2e-3 (LoRA), the recipes'
             (:func:`aigc_tf.recipes.pretrained_settings`).
         batch_size, seq_len: windows per step and their length (default: the model's context).
@@ -266,12 +289,11 @@ def fine_tune(
     if path is not None and path.exists():
         stored = _restore(path, model, meta)
         done, spent, losses = stored["step"], stored["seconds"], list(stored["losses"])
-    started = time.perf_counter()
-    checkpointer = _Checkpointer(path, meta, losses, started, spent, seconds=seconds, verbose=verbose)
+    checkpointer = _Checkpointer(path, meta, losses, spent, seconds=seconds, verbose=verbose)
     # Windows start at every token (as the pretraining recipe's): a short text gives many.
     dataset = text_windows(ids, seq_len, batch_size, stride=1, seed=seed, start=done)
     rounds = (steps - done) // checkpoint_every if steps is not None else 2**31 - 1
-    if rounds > 0 and not checkpointer.out_of_time():
+    if rounds > 0 and not (seconds is not None and spent >= seconds):
         model.fit(
             dataset,
             epochs=rounds,
@@ -280,11 +302,11 @@ def fine_tune(
             shuffle=False,
             verbose=0,
         )
-    total = spent + time.perf_counter() - started
     return FineTuneResult(
         method=method,
         steps=int(model.optimizer.iterations.numpy()),
-        seconds=total,
+        seconds=checkpointer.elapsed(),
+        compile_seconds=checkpointer.compile_seconds,
         trainable_params=_count(model.trainable_variables),
         total_params=_count(model.weights) - _count([v for v in model.weights if "seed" in v.path]),
         losses=losses,
