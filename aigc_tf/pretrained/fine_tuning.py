@@ -119,6 +119,7 @@ class _Checkpointer(keras.callbacks.Callback):
         self.started = time.perf_counter()
         self.rounds: list[float] = []  # wall seconds of each round of this call
         self.round_start = self.started
+        self.trained = spent  # training seconds at the end of the last round (fit's own wind-down not counted)
 
     @property
     def compile_seconds(self) -> float:
@@ -130,21 +131,19 @@ class _Checkpointer(keras.callbacks.Callback):
         """Training seconds so far (earlier calls included), the first round's compile left out."""
         return self.spent + time.perf_counter() - self.started - self.compile_seconds
 
-    def out_of_time(self) -> bool:
-        # At least two rounds per call: the second tells how much of the first was compiling.
-        return self.seconds is not None and len(self.rounds) >= 2 and self.elapsed() >= self.seconds
-
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self.round_start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         self.rounds.append(time.perf_counter() - self.round_start)
+        self.trained = self.elapsed()
         self.losses.append(float((logs or {}).get("loss", np.nan)))
         if self.path is not None:
-            _save(self.path, self.model, dict(self.meta, seconds=self.elapsed(), losses=self.losses))
+            _save(self.path, self.model, dict(self.meta, seconds=self.trained, losses=self.losses))
         if self.verbose:
             print(f"step {int(self.model.optimizer.iterations.numpy()):,}: loss {self.losses[-1]:.3f}")
-        if self.out_of_time():
+        # At least two rounds per call: the second tells how much of the first was compiling.
+        if self.seconds is not None and len(self.rounds) >= 2 and self.trained >= self.seconds:
             self.model.stop_training = True
 
 
@@ -305,7 +304,7 @@ def fine_tune(
     return FineTuneResult(
         method=method,
         steps=int(model.optimizer.iterations.numpy()),
-        seconds=checkpointer.elapsed(),
+        seconds=checkpointer.trained,
         compile_seconds=checkpointer.compile_seconds,
         trainable_params=_count(model.trainable_variables),
         total_params=_count(model.weights) - _count([v for v in model.weights if "seed" in v.path]),
