@@ -161,7 +161,10 @@ def test_load_gpt2_unreachable_host_fails_fast(monkeypatch):
 
 def test_load_gpt2_local_preset_needs_no_network(models, tmp_path):
     _, causal_lm, _ = models
-    causal_lm.save_to_preset(str(tmp_path / "tiny"))
+    try:
+        causal_lm.save_to_preset(str(tmp_path / "tiny"))
+    except AttributeError as error:  # KerasHub 0.26 (Colab's) cannot save a task without a preprocessor
+        pytest.skip(f"keras_hub {keras_hub.__version__} cannot save a preset without a preprocessor ({error})")
     loaded = load_gpt2(str(tmp_path / "tiny"))  # offline, but a local folder is already "cached"
     ids = np.arange(12, dtype="int32")[None]
     np.testing.assert_allclose(hub_logits(loaded, ids), hub_logits(causal_lm, ids), atol=1e-6)
