@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from aigc_tf.text import checked_ids_to_decode
 from aigc_tf.validation import check_int
 
 __all__ = ["BPETokenizer", "train_bpe", "pretokenize", "learn_merges", "apply_merges"]
@@ -193,14 +194,7 @@ class BPETokenizer:
             A string for 1-D input, a list of B strings for 2-D input. Ids that
             cut a multi-byte character give ``"�"``.
         """
-        arr = np.asarray(ids)
-        if arr.ndim not in (1, 2):
-            raise ValueError(f"ids must be 1-D (T,) or 2-D (B, T); got shape {arr.shape}.")
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"ids must be integers; got dtype {arr.dtype}.")
-        if arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
-            bad = sorted(set(arr[(arr < 0) | (arr >= self.vocab_size)].tolist()))
-            raise ValueError(f"ids {bad[:10]} are outside [0, {self.vocab_size}) (the vocabulary).")
+        arr = checked_ids_to_decode(ids, self.vocab_size)
         if arr.ndim == 2:
             return self._tokenizer.decode_batch(arr.tolist(), skip_special_tokens=False)
         return self._tokenizer.decode(arr.tolist(), skip_special_tokens=False)

@@ -21,6 +21,7 @@ from aigc_tf.validation import check_float, check_int
 __all__ = [
     "CharTokenizer",
     "split_input_target",
+    "checked_ids_to_decode",
     "make_char_dataset",
     "HELD_OUT_SPEAKER",
     "TextSplits",
@@ -30,6 +31,24 @@ __all__ = [
     "speaker_lines",
     "split_fraction",
 ]
+
+
+def checked_ids_to_decode(ids, vocab_size: int) -> np.ndarray:
+    """``ids`` as an integer array (T,) or (B, T) inside ``[0, vocab_size)``, for a tokenizer's ``decode``.
+
+    Raises:
+        ValueError: another shape, or ids outside the vocabulary (the first ten are named).
+        TypeError: ids that are not integers.
+    """
+    arr = np.asarray(ids)
+    if arr.ndim not in (1, 2):
+        raise ValueError(f"ids must be 1-D (T,) or 2-D (B, T); got shape {arr.shape}.")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        raise TypeError(f"ids must be integers; got dtype {arr.dtype}.")
+    if arr.size and (arr.min() < 0 or arr.max() >= vocab_size):
+        bad = sorted(set(arr[(arr < 0) | (arr >= vocab_size)].tolist()))
+        raise ValueError(f"ids {bad[:10]} are outside [0, {vocab_size}).")
+    return arr
 
 
 @keras.saving.register_keras_serializable(package="aigc_tf")
@@ -116,14 +135,7 @@ class CharTokenizer:
         Returns:
             A string for 1-D input, a list of B strings for 2-D input.
         """
-        arr = np.asarray(ids)
-        if arr.ndim not in (1, 2):
-            raise ValueError(f"ids must be 1-D (T,) or 2-D (B, T); got shape {arr.shape}.")
-        if arr.size and not np.issubdtype(arr.dtype, np.integer):
-            raise TypeError(f"ids must be integers; got dtype {arr.dtype}.")
-        if arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
-            bad = sorted(set(arr[(arr < 0) | (arr >= self.vocab_size)].tolist()))
-            raise ValueError(f"ids {bad[:10]} are outside [0, {self.vocab_size}).")
+        arr = checked_ids_to_decode(ids, self.vocab_size)
         if arr.ndim == 2:
             return ["".join(self._id_to_char[row].tolist()) for row in arr]
         return "".join(self._id_to_char[arr].tolist()) if arr.size else ""
